@@ -1,0 +1,303 @@
+"""PodBoard's data: pods, tasks that mirror ``task.yaml``, handoff notes, traces, events.
+
+Models answer questions about one row (``task.is_blocked()``); every change that spans rows
+lives in ``tasks_app.workflow``.
+"""
+
+import hashlib
+import re
+import secrets
+
+from django.core.exceptions import ValidationError
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import Q
+from django.utils import timezone
+
+TASK_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
+TASK_ID_RE = re.compile(rf"^{TASK_ID_PATTERN}\Z")
+POD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._#-]{0,63}\Z")
+
+validate_task_id = RegexValidator(
+    TASK_ID_RE,
+    "A task id starts with a letter or digit and then has up to 63 letters, digits, '.', '_' or '-'.",
+)
+validate_pod_name = RegexValidator(
+    POD_NAME_RE,
+    "A pod name starts with a letter or digit and then has up to 63 letters, digits, '.', '_', '#' or '-'.",
+)
+
+
+class Status(models.TextChoices):
+    READY = "ready", "Ready"
+    ACTIVE = "active", "Active"
+    DONE = "done", "Done"
+
+
+class HandoffMode(models.TextChoices):
+    SYNC = "sync", "sync"
+    ASYNC = "async", "async"
+    AUTO = "auto", "auto"
+
+
+class ResolvedMode(models.TextChoices):
+    SYNC = "sync", "sync"
+    ASYNC = "async", "async"
+
+
+class HandoffType(models.TextChoices):
+    NORMAL = "normal", "normal"
+    SCALE = "scale", "scale"
+
+
+class Pod(models.Model):
+    """A pod type such as ``DevPod``; running agents are its instances (``DevPod#2``)."""
+
+    name = models.CharField(max_length=64, unique=True, validators=[validate_pod_name])
+    description = models.TextField(blank=True)
+    order = models.IntegerField(default=0)
+    wip_limit = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Most active tasks at once; empty means no limit."
+    )
+
+    class Meta:
+        ordering = ["order", "name"]
+
+    def __str__(self):
+        return self.name
+
+
+class Task(models.Model):
+    id = models.CharField(primary_key=True, max_length=100, validators=[validate_task_id])
+    title = models.CharField(max_length=300)
+    description = models.TextField(blank=True)
+    pod_owner = models.ForeignKey(Pod, on_delete=models.PROTECT, related_name="tasks")
+    status = models.CharField(max_length=10, choices=Status.choices, default=Status.READY)
+    task_type = models.CharField(max_length=64, blank=True)
+    priority = models.IntegerField(default=0, help_text="Higher runs first.")
+    depends_on = models.ManyToManyField(
+        "self", symmetrical=False, related_name="dependents", blank=True
+    )
+    handoff_from = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="baton_successors",
+        help_text="The task whose baton this one carries.",
+    )
+    handoff_mode = models.CharField(
+        max_length=5,
+        choices=HandoffMode.choices,
+        default=HandoffMode.ASYNC,
+        help_text="How this task's successors start when it completes.",
+    )
+    prompt = models.TextField(blank=True)
+    inputs = models.JSONField(default=dict, blank=True)
+    outputs = models.JSONField(default=list, blank=True)
+    claimed_by = models.CharField(max_length=128, blank=True)
+    lease_expires_at = models.DateTimeField(null=True, blank=True)
+    token_count = models.PositiveIntegerField(default=0)
+    reasoning_summary = models.TextField(blank=True)
+    # The id of the first task of a scale-out chain (DEV-101 for DEV-101.2); empty otherwise.
+    scale_root = models.CharField(max_length=100, blank=True)
+    # Manual order inside a board column (lower first), after priority.
+    position = models.FloatField(default=0)
+    created_at = models.DateTimeField(default=timezone.now)
+    started_at = models.DateTimeField(null=True, blank=True)
+    completed_at = models.DateTimeField(null=True, blank=True)
+    updated_at = models.DateTimeField(auto_now=True)
+    version = models.PositiveIntegerField(default=1)
+
+    class Meta:
+        ordering = ["-priority", "position", "created_at", "id"]
+        indexes = [
+            # The claim query and the board's Ready column.
+            models.Index(
+                fields=["pod_owner", "status", "-priority", "position", "created_at"],
+                name="task_pod_status_rank",
+            ),
+            # The board's Done column: most recent first.
+            models.Index(fields=["pod_owner", "status", "-completed_at"], name="task_pod_done"),
+            models.Index(fields=["status", "lease_expires_at"], name="task_lease"),
+            models.Index(fields=["scale_root"], name="task_scale_root"),
+        ]
+        constraints = [
+            models.CheckConstraint(
+                condition=Q(status__in=["ready", "active", "done"]), name="task_status_valid"
+            ),
+            models.CheckConstraint(
+                condition=Q(handoff_mode__in=["sync", "async", "auto"]),
+                name="task_handoff_mode_valid",
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.id} {self.title}"
+
+    def is_blocked(self):
+        """Return True while any task this one depends on is not done."""
+        return self.depends_on.exclude(status=Status.DONE).exists()
+
+    def blocking_ids(self):
+        """Return the ids of the dependencies that are not done yet."""
+        return list(self.depends_on.exclude(status=Status.DONE).values_list("id", flat=True))
+
+    @property
+    def is_continuation(self):
+        return bool(self.scale_root)
+
+    def lease_seconds_left(self, now=None):
+        if not self.lease_expires_at:
+            return None
+        now = now or timezone.now()
+        return max(0, int((self.lease_expires_at - now).total_seconds()))
+
+    def clean(self):
+        if self.handoff_from_id and self.handoff_from_id == self.id:
+            raise ValidationError({"handoff_from": "A task cannot carry its own baton."})
+
+
+class HandoffNote(models.Model):
+    """A baton note: written by ``from_task``, addressed to ``to_task`` (may be empty)."""
+
+    from_task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="notes_written")
+    to_task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="notes_received"
+    )
+    note = models.TextField(blank=True)
+    reason = models.CharField(max_length=64, default="completed")
+    handoff_type = models.CharField(
+        max_length=10, choices=HandoffType.choices, default=HandoffType.NORMAL
+    )
+    mode = models.CharField(max_length=5, choices=ResolvedMode.choices, default=ResolvedMode.ASYNC)
+    token_count = models.PositiveIntegerField(default=0)
+    author = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["to_task", "-created_at"], name="note_to_latest")]
+
+    def __str__(self):
+        return f"{self.from_task_id} → {self.to_task_id or '—'} ({self.reason})"
+
+
+class TraceStep(models.Model):
+    """One step of a task's ``reasoning_trace.yaml``."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="trace_steps")
+    step = models.PositiveIntegerField()
+    action = models.TextField(blank=True)
+    rationale = models.TextField(blank=True)
+    tokens = models.PositiveIntegerField(default=0)
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task", "step", "id"]
+        indexes = [models.Index(fields=["task", "step"], name="trace_task_step")]
+
+    def __str__(self):
+        return f"{self.task_id} step {self.step}"
+
+
+class Thought(models.Model):
+    """One entry of a task's ``chain_of_thought.yaml``."""
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="thoughts")
+    step = models.PositiveIntegerField()
+    thought = models.TextField()
+    at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["task", "step", "id"]
+        indexes = [models.Index(fields=["task", "step"], name="thought_task_step")]
+
+    def __str__(self):
+        return f"{self.task_id} thought {self.step}"
+
+
+class AutoModeRule(models.Model):
+    """How ``auto`` hands off to a successor of a given task type."""
+
+    task_type = models.CharField(max_length=64, unique=True)
+    mode = models.CharField(max_length=5, choices=ResolvedMode.choices)
+    note = models.CharField(max_length=300, blank=True, help_text="Why this type starts this way.")
+
+    class Meta:
+        ordering = ["task_type"]
+        verbose_name = "auto-mode rule"
+
+    def __str__(self):
+        return f"{self.task_type} → {self.mode}"
+
+
+class EventKind(models.TextChoices):
+    CREATED = "created"
+    CLAIMED = "claimed"
+    ACTIVATED = "activated"
+    COMPLETED = "completed"
+    HANDOFF = "handoff"
+    SCALED_OUT = "scaled_out"
+    MOVED = "moved"
+    LEASE_EXPIRED = "lease_expired"
+    IMPORTED = "imported"
+    EDITED = "edited"
+    TRACED = "traced"
+    DELETED = "deleted"
+
+
+class Event(models.Model):
+    """An append-only history row; its id is the board's sequence number."""
+
+    task = models.ForeignKey(
+        Task, null=True, blank=True, on_delete=models.SET_NULL, related_name="events"
+    )
+    task_key = models.CharField(max_length=100, blank=True, db_index=True)
+    kind = models.CharField(max_length=20, choices=EventKind.choices)
+    actor = models.CharField(max_length=150, blank=True)
+    from_status = models.CharField(max_length=10, blank=True)
+    to_status = models.CharField(max_length=10, blank=True)
+    from_pod = models.CharField(max_length=64, blank=True)
+    to_pod = models.CharField(max_length=64, blank=True)
+    payload = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["id"]
+
+    def __str__(self):
+        return f"#{self.id} {self.kind} {self.task_key}"
+
+
+def hash_token(raw):
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+class PodToken(models.Model):
+    """A bearer token that lets an agent act for one pod. Only its hash is stored."""
+
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="tokens")
+    label = models.CharField(max_length=100, blank=True)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    prefix = models.CharField(max_length=16, editable=False)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["pod", "-created_at"]
+
+    def __str__(self):
+        return f"{self.pod} token {self.prefix}… {self.label}".strip()
+
+    @property
+    def is_active(self):
+        return self.revoked_at is None
+
+    @classmethod
+    def issue(cls, *, pod, label=""):
+        """Create a token for ``pod``; return ``(token, raw)``. The raw value is shown once."""
+        raw = "pb_" + secrets.token_urlsafe(32)
+        token = cls.objects.create(pod=pod, label=label, key_hash=hash_token(raw), prefix=raw[:10])
+        return token, raw

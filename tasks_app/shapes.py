@@ -1,0 +1,116 @@
+"""The JSON shapes of DESIGN.md: a task, a handoff note, a start context.
+
+Plain dicts of JSON-ready values, shared by the API, the workflow's answers and the simulator.
+"""
+
+from datetime import UTC
+
+from .models import HandoffNote, Status, Task
+
+
+def iso(value):
+    """Return ``value`` as ``2026-11-20T09:00:00Z`` (UTC), or None."""
+    if value is None:
+        return None
+    value = value.astimezone(UTC)
+    text = value.strftime("%Y-%m-%dT%H:%M:%S")
+    if value.microsecond:
+        text += f".{value.microsecond:06d}".rstrip("0")
+    return text + "Z"
+
+
+def task_data(task, dependencies=None):
+    """Return the task shape. ``dependencies`` is ``[(id, status), …]`` when already known."""
+    if dependencies is None:
+        dependencies = list(task.depends_on.order_by("id").values_list("id", "status"))
+    return {
+        "id": task.id,
+        "title": task.title,
+        "description": task.description,
+        "pod_owner": task.pod_owner.name,
+        "status": task.status,
+        "task_type": task.task_type,
+        "priority": task.priority,
+        "handoff_mode": task.handoff_mode,
+        "depends_on": [dep_id for dep_id, _ in dependencies],
+        "handoff_from": task.handoff_from_id,
+        "prompt": task.prompt,
+        "inputs": task.inputs,
+        "outputs": task.outputs,
+        "claimed_by": task.claimed_by,
+        "lease_expires_at": iso(task.lease_expires_at),
+        "token_count": task.token_count,
+        "version": task.version,
+        "blocked": any(status != Status.DONE for _, status in dependencies),
+        "reasoning_summary": task.reasoning_summary,
+        "continuation_of": task.scale_root or None,
+        "created_at": iso(task.created_at),
+        "started_at": iso(task.started_at),
+        "completed_at": iso(task.completed_at),
+    }
+
+
+def tasks_data(tasks):
+    """Return the task shape for many tasks with one query for all their dependencies."""
+    tasks = list(tasks)
+    through = Task.depends_on.through
+    deps = {}
+    rows = (
+        through.objects.filter(from_task_id__in=[t.pk for t in tasks])
+        .order_by("from_task_id", "to_task_id")
+        .values_list("from_task_id", "to_task_id", "to_task__status")
+    )
+    for from_id, to_id, status in rows:
+        deps.setdefault(from_id, []).append((to_id, status))
+    return [task_data(t, deps.get(t.pk, [])) for t in tasks]
+
+
+def note_data(note):
+    return {
+        "from": note.from_task_id,
+        "to": note.to_task_id,
+        "note": note.note,
+        "reason": note.reason,
+        "handoff_type": note.handoff_type,
+        "mode": note.mode,
+        "token_count": note.token_count,
+        "author": note.author,
+        "created_at": iso(note.created_at),
+    }
+
+
+def latest_note_for(task):
+    return (
+        HandoffNote.objects.filter(to_task_id=task.pk).order_by("-created_at", "-id").first()
+    )
+
+
+def start_context(task):
+    """Return everything a pod needs to begin ``task``.
+
+    ``task`` should come with ``pod_owner`` and ``handoff_from`` selected.
+    """
+    dependencies = list(task.depends_on.order_by("id").values_list("id", "title", "status"))
+    note = latest_note_for(task)
+    source = task.handoff_from
+    linked = []
+    if source is not None:
+        for output in source.outputs or []:
+            if isinstance(output, dict):
+                linked.append(
+                    {
+                        "task": source.id,
+                        "name": output.get("name", ""),
+                        "uri": output.get("uri", ""),
+                        "summary": output.get("summary", ""),
+                    }
+                )
+    return {
+        "task": task_data(task, [(d, s) for d, _, s in dependencies]),
+        "prompt": task.prompt,
+        "inputs": task.inputs,
+        "handoff_note": note_data(note) if note else None,
+        "reasoning_summary": source.reasoning_summary if source is not None else "",
+        "linked_outputs": linked,
+        "dependencies": [{"id": d, "title": t, "status": s} for d, t, s in dependencies],
+    }
