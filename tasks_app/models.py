@@ -16,7 +16,7 @@ from django.utils import timezone
 
 TASK_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 TASK_ID_RE = re.compile(rf"^{TASK_ID_PATTERN}\Z")
-POD_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._#-]{0,63}\Z")
+POD_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 
 validate_task_id = RegexValidator(
     TASK_ID_RE,
@@ -24,7 +24,7 @@ validate_task_id = RegexValidator(
 )
 validate_pod_name = RegexValidator(
     POD_NAME_RE,
-    "A pod name starts with a letter or digit and then has up to 63 letters, digits, '.', '_', '#' or '-'.",
+    "A pod name starts with a letter and then has up to 63 letters, digits, '_' or '-'.",
 )
 
 
