@@ -39,8 +39,12 @@ def env_int(name, default):
 
 
 DEBUG = env_bool("DEBUG", False)
-SECRET_KEY = env_str("SECRET_KEY") or "podboard-local-only-insecure-key-set-SECRET_KEY-in-production"
-ALLOWED_HOSTS = [h for h in env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h]
+SECRET_KEY = (
+    env_str("SECRET_KEY") or "podboard-local-only-insecure-key-set-SECRET_KEY-in-production"
+)
+ALLOWED_HOSTS = [
+    h for h in env_str("ALLOWED_HOSTS", "localhost,127.0.0.1,[::1],testserver").split(",") if h
+]
 CSRF_TRUSTED_ORIGINS = [o for o in env_str("CSRF_TRUSTED_ORIGINS").split(",") if o]
 
 INSTALLED_APPS = [
@@ -110,13 +114,17 @@ if env_str("DATABASE_URL"):
         DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
         DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
 else:
+    SQLITE_TEST_PATH = Path(
+        env_str("PODBOARD_SQLITE_TEST_PATH", str(BASE_DIR / "var" / "test.sqlite3"))
+    )
+    SQLITE_TEST_PATH.parent.mkdir(parents=True, exist_ok=True)
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.sqlite3",
             "NAME": SQLITE_PATH,
             "OPTIONS": dict(SQLITE_OPTIONS),
             # Tests use a file so several threads and server processes share it.
-            "TEST": {"NAME": env_str("PODBOARD_SQLITE_TEST_PATH", str(BASE_DIR / "var" / "test.sqlite3"))},
+            "TEST": {"NAME": str(SQLITE_TEST_PATH.resolve())},
         }
     }
 

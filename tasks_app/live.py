@@ -18,8 +18,13 @@ def publish(events):
     message = {
         "type": "board.events",
         "events": [
-            {"seq": e.id, "kind": e.kind, "task": e.task_key, "to_status": e.to_status,
-             "to_pod": e.to_pod}
+            {
+                "seq": e.id,
+                "kind": e.kind,
+                "task": e.task_key,
+                "to_status": e.to_status,
+                "to_pod": e.to_pod,
+            }
             for e in events
         ],
     }

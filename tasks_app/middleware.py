@@ -19,7 +19,10 @@ class BodySizeLimitMiddleware:
             length = 0
         if length > limit and request.path.startswith("/api/"):
             return JsonResponse(
-                {"code": "too_large", "detail": f"Request body is {length} bytes; the limit is {limit}."},
+                {
+                    "code": "too_large",
+                    "detail": f"Request body is {length} bytes; the limit is {limit}.",
+                },
                 status=413,
             )
         return self.get_response(request)

@@ -20,7 +20,7 @@ POD_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
 
 validate_task_id = RegexValidator(
     TASK_ID_RE,
-    "A task id starts with a letter or digit and then has up to 63 letters, digits, '.', '_' or '-'.",
+    "A task id starts with a letter or digit, then up to 63 letters, digits, '.', '_' or '-'.",
 )
 validate_pod_name = RegexValidator(
     POD_NAME_RE,

@@ -80,9 +80,7 @@ def note_data(note):
 
 
 def latest_note_for(task):
-    return (
-        HandoffNote.objects.filter(to_task_id=task.pk).order_by("-created_at", "-id").first()
-    )
+    return HandoffNote.objects.filter(to_task_id=task.pk).order_by("-created_at", "-id").first()
 
 
 def start_context(task):

@@ -67,7 +67,9 @@ def announce(events):
     transaction.on_commit(send, robust=True)
 
 
-def _event(task, kind, *, actor="", from_status="", to_status="", from_pod="", to_pod="", **payload):
+def _event(
+    task, kind, *, actor="", from_status="", to_status="", from_pod="", to_pod="", **payload
+):
     return Event(
         task=task,
         task_key=task.pk if task is not None else payload.get("task_key", ""),
@@ -113,7 +115,7 @@ def _blocked_exists():
 
 
 def _lock(task_id, *, as_pod=None):
-    """Return the task locked for update (with its pod), or raise ``not_found``/``forbidden_pod``."""
+    """Return the task locked for update, with its pod; raise not_found or forbidden_pod."""
     task = (
         Task.objects.select_for_update(of=("self",))
         .select_related("pod_owner")
@@ -209,16 +211,29 @@ def activate(*, task_id, actor="", as_pod=None):
             return task
         if task.status != Status.READY:
             raise WorkflowError(
-                "invalid_transition", f"Task {task.pk} is {task.status}; only a ready task can be activated."
+                "invalid_transition",
+                f"Task {task.pk} is {task.status}; only a ready task can be activated.",
             )
         _refuse_if_blocked(task)
         now = timezone.now()
         task.status, task.started_at, task.claimed_by, task.lease_expires_at = (
-            Status.ACTIVE, task.started_at or now, "", None,
+            Status.ACTIVE,
+            task.started_at or now,
+            "",
+            None,
         )
         _save(task, now, "status", "started_at", "claimed_by", "lease_expires_at")
-        _record(_event(task, EventKind.ACTIVATED, actor=actor, from_status=Status.READY,
-                       to_status=Status.ACTIVE, from_pod=task.pod_owner.name, to_pod=task.pod_owner.name))
+        _record(
+            _event(
+                task,
+                EventKind.ACTIVATED,
+                actor=actor,
+                from_status=Status.READY,
+                to_status=Status.ACTIVE,
+                from_pod=task.pod_owner.name,
+                to_pod=task.pod_owner.name,
+            )
+        )
         return task
 
 
@@ -257,9 +272,18 @@ def claim_next(*, pod, instance):
             if not won:
                 continue
             task = _with_context_relations(task_id)
-            _record(_event(task, EventKind.CLAIMED, actor=instance, from_status=from_status,
-                           to_status=Status.ACTIVE, from_pod=pod.name, to_pod=pod.name,
-                           instance=instance))
+            _record(
+                _event(
+                    task,
+                    EventKind.CLAIMED,
+                    actor=instance,
+                    from_status=from_status,
+                    to_status=Status.ACTIVE,
+                    from_pod=pod.name,
+                    to_pod=pod.name,
+                    instance=instance,
+                )
+            )
             return task
     return None
 
@@ -315,9 +339,18 @@ def start(*, task_id, instance, as_pod=None):
             task.status, task.claimed_by = Status.ACTIVE, instance
             task.lease_expires_at, task.started_at = _lease_until(now), task.started_at or now
             _save(task, now, "status", "claimed_by", "lease_expires_at", "started_at")
-            _record(_event(task, EventKind.CLAIMED, actor=instance, from_status=from_status,
-                           to_status=Status.ACTIVE, from_pod=task.pod_owner.name,
-                           to_pod=task.pod_owner.name, instance=instance))
+            _record(
+                _event(
+                    task,
+                    EventKind.CLAIMED,
+                    actor=instance,
+                    from_status=from_status,
+                    to_status=Status.ACTIVE,
+                    from_pod=task.pod_owner.name,
+                    to_pod=task.pod_owner.name,
+                    instance=instance,
+                )
+            )
     return _with_context_relations(task.pk)
 
 
@@ -327,26 +360,45 @@ def start(*, task_id, instance, as_pod=None):
 def _append_trace(task, now, steps=None, thoughts=None):
     if steps:
         last = (
-            TraceStep.objects.filter(task=task).order_by("-step").values_list("step", flat=True).first()
+            TraceStep.objects.filter(task=task)
+            .order_by("-step")
+            .values_list("step", flat=True)
+            .first()
             or 0
         )
         rows = []
         for item in steps:
             last = item.get("step") or last + 1
-            rows.append(TraceStep(task=task, step=last, action=item.get("action") or "",
-                                  rationale=item.get("rationale") or "",
-                                  tokens=item.get("tokens") or 0, at=item.get("at") or now))
+            rows.append(
+                TraceStep(
+                    task=task,
+                    step=last,
+                    action=item.get("action") or "",
+                    rationale=item.get("rationale") or "",
+                    tokens=item.get("tokens") or 0,
+                    at=item.get("at") or now,
+                )
+            )
         TraceStep.objects.bulk_create(rows)
     if thoughts:
         last = (
-            Thought.objects.filter(task=task).order_by("-step").values_list("step", flat=True).first()
+            Thought.objects.filter(task=task)
+            .order_by("-step")
+            .values_list("step", flat=True)
+            .first()
             or 0
         )
         rows = []
         for item in thoughts:
             last = item.get("step") or last + 1
-            rows.append(Thought(task=task, step=last, thought=item.get("thought") or "",
-                                at=item.get("at") or now))
+            rows.append(
+                Thought(
+                    task=task,
+                    step=last,
+                    thought=item.get("thought") or "",
+                    at=item.get("at") or now,
+                )
+            )
         Thought.objects.bulk_create(rows)
 
 
@@ -371,10 +423,20 @@ def trace(*, task_id, instance, steps=(), thoughts=(), summary=None, token_count
         if token_count is not None:
             task.token_count = token_count
             fields.append("token_count")
-        Task.objects.filter(pk=task.pk).update(updated_at=now, **{f: getattr(task, f) for f in fields})
+        Task.objects.filter(pk=task.pk).update(
+            updated_at=now, **{f: getattr(task, f) for f in fields}
+        )
         if steps or thoughts or summary is not None or token_count is not None:
-            _record(_event(task, EventKind.TRACED, actor=instance, steps=len(steps or ()),
-                           thoughts=len(thoughts or ()), token_count=task.token_count))
+            _record(
+                _event(
+                    task,
+                    EventKind.TRACED,
+                    actor=instance,
+                    steps=len(steps or ()),
+                    thoughts=len(thoughts or ()),
+                    token_count=task.token_count,
+                )
+            )
         return task
 
 
@@ -430,20 +492,45 @@ def complete(
         _append_trace(task, now, reasoning_trace.get("steps"), chain_of_thought)
         task.status, task.completed_at, task.lease_expires_at = Status.DONE, now, None
         task.claimed_by = task.claimed_by or instance
-        _save(task, now, "outputs", "token_count", "reasoning_summary", "status", "completed_at",
-              "lease_expires_at", "claimed_by")
+        _save(
+            task,
+            now,
+            "outputs",
+            "token_count",
+            "reasoning_summary",
+            "status",
+            "completed_at",
+            "lease_expires_at",
+            "claimed_by",
+        )
         if handoff_to_same_pod:
             continuation = _scale_out(
-                task, now, author=author, reason=reason or "capacity_reached",
-                note=handoff_note, token_count=task.token_count, from_status=Status.ACTIVE,
+                task,
+                now,
+                author=author,
+                reason=reason or "capacity_reached",
+                note=handoff_note,
+                token_count=task.token_count,
+                from_status=Status.ACTIVE,
             )
             return Completion(task=task, continuation=continuation)
-        successors, started = _hand_off(task, now, author=author, note=handoff_note,
-                                        reason=reason or "completed")
-        _record(_event(task, EventKind.COMPLETED, actor=author, from_status=Status.ACTIVE,
-                       to_status=Status.DONE, from_pod=task.pod_owner.name,
-                       to_pod=task.pod_owner.name, successors=successors, continuation=None,
-                       instance=instance))
+        successors, started = _hand_off(
+            task, now, author=author, note=handoff_note, reason=reason or "completed"
+        )
+        _record(
+            _event(
+                task,
+                EventKind.COMPLETED,
+                actor=author,
+                from_status=Status.ACTIVE,
+                to_status=Status.DONE,
+                from_pod=task.pod_owner.name,
+                to_pod=task.pod_owner.name,
+                successors=successors,
+                continuation=None,
+                instance=instance,
+            )
+        )
         return Completion(task=task, successors=successors, started=started)
 
 
@@ -460,10 +547,15 @@ def _repeated_completion(task, instance):
     successors = payload.get("successors", [])
     continuation = None
     if payload.get("continuation"):
-        continuation = Task.objects.select_related("pod_owner").filter(pk=payload["continuation"]).first()
-    started = [s["id"] for s in successors if s.get("mode") == "sync" and s.get("status") == Status.ACTIVE]
-    return Completion(task=task, successors=successors, started=started,
-                      continuation=continuation, repeated=True)
+        continuation = (
+            Task.objects.select_related("pod_owner").filter(pk=payload["continuation"]).first()
+        )
+    started = [
+        s["id"] for s in successors if s.get("mode") == "sync" and s.get("status") == Status.ACTIVE
+    ]
+    return Completion(
+        task=task, successors=successors, started=started, continuation=continuation, repeated=True
+    )
 
 
 def successor_ids(task_id):
@@ -477,7 +569,11 @@ def resolve_mode(task, successor, wip_cache):
     """Return ``(mode, why)`` for starting ``successor`` after ``task``."""
     if task.handoff_mode != HandoffMode.AUTO:
         return task.handoff_mode, task.handoff_mode
-    rule = AutoModeRule.objects.filter(task_type=successor.task_type).first() if successor.task_type else None
+    rule = (
+        AutoModeRule.objects.filter(task_type=successor.task_type).first()
+        if successor.task_type
+        else None
+    )
     if rule is not None:
         return rule.mode, f"auto: rule for task type {successor.task_type!r}"
     pod = successor.pod_owner
@@ -486,8 +582,14 @@ def resolve_mode(task, successor, wip_cache):
     if pod.pk not in wip_cache:
         wip_cache[pod.pk] = Task.objects.filter(pod_owner=pod, status=Status.ACTIVE).count()
     if wip_cache[pod.pk] < pod.wip_limit:
-        return HandoffMode.SYNC, f"auto: {pod.name} under its WIP limit ({wip_cache[pod.pk]}/{pod.wip_limit})"
-    return HandoffMode.ASYNC, f"auto: {pod.name} at its WIP limit ({wip_cache[pod.pk]}/{pod.wip_limit})"
+        return (
+            HandoffMode.SYNC,
+            f"auto: {pod.name} under its WIP limit ({wip_cache[pod.pk]}/{pod.wip_limit})",
+        )
+    return (
+        HandoffMode.ASYNC,
+        f"auto: {pod.name} at its WIP limit ({wip_cache[pod.pk]}/{pod.wip_limit})",
+    )
 
 
 def _hand_off(task, now, *, author, note, reason):
@@ -501,9 +603,16 @@ def _hand_off(task, now, *, author, note, reason):
     )
     if not successors:
         if note:
-            HandoffNote.objects.create(from_task=task, to_task=None, note=note, reason=reason,
-                                       mode=_plain_mode(task), token_count=task.token_count,
-                                       author=author, created_at=now)
+            HandoffNote.objects.create(
+                from_task=task,
+                to_task=None,
+                note=note,
+                reason=reason,
+                mode=_plain_mode(task),
+                token_count=task.token_count,
+                author=author,
+                created_at=now,
+            )
         return [], []
     still_blocked = set(
         Depends.objects.filter(from_task_id__in=[s.pk for s in successors])
@@ -513,9 +622,18 @@ def _hand_off(task, now, *, author, note, reason):
     wip_cache, answer, started, notes, events = {}, [], [], [], []
     for successor in successors:
         mode, why = resolve_mode(task, successor, wip_cache)
-        notes.append(HandoffNote(from_task=task, to_task=successor, note=note, reason=reason,
-                                 mode=mode, token_count=task.token_count, author=author,
-                                 created_at=now))
+        notes.append(
+            HandoffNote(
+                from_task=task,
+                to_task=successor,
+                note=note,
+                reason=reason,
+                mode=mode,
+                token_count=task.token_count,
+                author=author,
+                created_at=now,
+            )
+        )
         to_status = Status.READY
         if successor.pk not in still_blocked and mode == HandoffMode.SYNC:
             successor.status, successor.started_at = Status.ACTIVE, successor.started_at or now
@@ -525,10 +643,21 @@ def _hand_off(task, now, *, author, note, reason):
             started.append(successor.pk)
             to_status = Status.ACTIVE
         answer.append({"id": successor.pk, "status": to_status, "mode": mode})
-        events.append(_event(successor, EventKind.HANDOFF, actor=author, from_status=Status.READY,
-                             to_status=to_status, from_pod=successor.pod_owner.name,
-                             to_pod=successor.pod_owner.name, handoff_from=task.pk, mode=mode,
-                             why=why, blocked=successor.pk in still_blocked))
+        events.append(
+            _event(
+                successor,
+                EventKind.HANDOFF,
+                actor=author,
+                from_status=Status.READY,
+                to_status=to_status,
+                from_pod=successor.pod_owner.name,
+                to_pod=successor.pod_owner.name,
+                handoff_from=task.pk,
+                mode=mode,
+                why=why,
+                blocked=successor.pk in still_blocked,
+            )
+        )
     HandoffNote.objects.bulk_create(notes)
     _record(*events)
     return answer, started
@@ -543,7 +672,7 @@ def _continuation_id(task):
     taken = set(Task.objects.filter(Q(scale_root=root) | Q(pk=root)).values_list("pk", flat=True))
     n = 2
     for other in taken:
-        suffix = other[len(root) + 1:] if other.startswith(root + ".") else ""
+        suffix = other[len(root) + 1 :] if other.startswith(root + ".") else ""
         if suffix.isdigit():
             n = max(n, int(suffix) + 1)
     while f"{root}.{n}" in taken or Task.objects.filter(pk=f"{root}.{n}").exists():
@@ -555,15 +684,32 @@ def _scale_out(task, now, *, author, reason, note, token_count, from_status):
     """Finish ``task`` (already marked done) and hand its remaining work to a continuation."""
     root, new_id = _continuation_id(task)
     continuation = Task.objects.create(
-        id=new_id, title=task.title, description=task.description, pod_owner=task.pod_owner,
-        status=Status.READY, task_type=task.task_type, priority=task.priority,
-        handoff_mode=task.handoff_mode, prompt=task.prompt, inputs=task.inputs, outputs=[],
-        handoff_from=task, scale_root=root, position=task.position, created_at=now,
+        id=new_id,
+        title=task.title,
+        description=task.description,
+        pod_owner=task.pod_owner,
+        status=Status.READY,
+        task_type=task.task_type,
+        priority=task.priority,
+        handoff_mode=task.handoff_mode,
+        prompt=task.prompt,
+        inputs=task.inputs,
+        outputs=[],
+        handoff_from=task,
+        scale_root=root,
+        position=task.position,
+        created_at=now,
     )
     HandoffNote.objects.create(
-        from_task=task, to_task=continuation, note=note or "", reason=reason,
-        handoff_type=HandoffType.SCALE, mode=HandoffMode.ASYNC, token_count=token_count or 0,
-        author=author, created_at=now,
+        from_task=task,
+        to_task=continuation,
+        note=note or "",
+        reason=reason,
+        handoff_type=HandoffType.SCALE,
+        mode=HandoffMode.ASYNC,
+        token_count=token_count or 0,
+        author=author,
+        created_at=now,
     )
     # Successors now wait for the continuation, so nothing downstream starts on half-done work.
     waiting = list(
@@ -573,27 +719,54 @@ def _scale_out(task, now, *, author, reason, note, token_count, from_status):
     )
     Depends.objects.filter(to_task_id=task.pk, from_task_id__in=waiting).update(to_task_id=new_id)
     batons = list(
-        Task.objects.filter(handoff_from=task).exclude(status=Status.DONE).exclude(pk=new_id)
+        Task.objects.filter(handoff_from=task)
+        .exclude(status=Status.DONE)
+        .exclude(pk=new_id)
         .values_list("pk", flat=True)
     )
-    Task.objects.filter(pk__in=batons).update(handoff_from_id=new_id, version=F("version") + 1,
-                                              updated_at=now)
+    Task.objects.filter(pk__in=batons).update(
+        handoff_from_id=new_id, version=F("version") + 1, updated_at=now
+    )
     moved = sorted(set(waiting) | set(batons))
     if moved:
         Task.objects.filter(pk__in=waiting).exclude(pk__in=batons).update(
             version=F("version") + 1, updated_at=now
         )
     events = [
-        _event(task, EventKind.SCALED_OUT, actor=author, from_status=from_status,
-               to_status=Status.DONE, from_pod=task.pod_owner.name, to_pod=task.pod_owner.name,
-               continuation=new_id, reason=reason, token_count=token_count or 0,
-               successors=[], moved_successors=moved),
-        _event(continuation, EventKind.CREATED, actor=author, to_status=Status.READY,
-               to_pod=task.pod_owner.name, continuation_of=task.pk, reason=reason),
+        _event(
+            task,
+            EventKind.SCALED_OUT,
+            actor=author,
+            from_status=from_status,
+            to_status=Status.DONE,
+            from_pod=task.pod_owner.name,
+            to_pod=task.pod_owner.name,
+            continuation=new_id,
+            reason=reason,
+            token_count=token_count or 0,
+            successors=[],
+            moved_successors=moved,
+        ),
+        _event(
+            continuation,
+            EventKind.CREATED,
+            actor=author,
+            to_status=Status.READY,
+            to_pod=task.pod_owner.name,
+            continuation_of=task.pk,
+            reason=reason,
+        ),
     ]
     for successor_id in moved:
-        events.append(Event(task_id=successor_id, task_key=successor_id, kind=EventKind.EDITED,
-                            actor=author, payload={"waits_for": new_id, "instead_of": task.pk}))
+        events.append(
+            Event(
+                task_id=successor_id,
+                task_key=successor_id,
+                kind=EventKind.EDITED,
+                actor=author,
+                payload={"waits_for": new_id, "instead_of": task.pk},
+            )
+        )
     _record(*events)
     return continuation
 
@@ -631,27 +804,55 @@ def auto_handoff(*, task_id, next_task_id, note="", actor="", as_pod=None):
         else:
             mode, why = resolve_mode(task, successor, wip_cache)
         author = actor or task.claimed_by
-        HandoffNote.objects.create(from_task=task, to_task=successor, note=note or "",
-                                   reason="handoff", mode=mode, token_count=task.token_count,
-                                   author=author, created_at=now)
-        _record(_event(successor, EventKind.HANDOFF, actor=author, from_status=from_status,
-                       to_status=successor.status, from_pod=successor.pod_owner.name,
-                       to_pod=successor.pod_owner.name, handoff_from=task.pk, mode=mode, why=why,
-                       linked=True))
+        HandoffNote.objects.create(
+            from_task=task,
+            to_task=successor,
+            note=note or "",
+            reason="handoff",
+            mode=mode,
+            token_count=task.token_count,
+            author=author,
+            created_at=now,
+        )
+        _record(
+            _event(
+                successor,
+                EventKind.HANDOFF,
+                actor=author,
+                from_status=from_status,
+                to_status=successor.status,
+                from_pod=successor.pod_owner.name,
+                to_pod=successor.pod_owner.name,
+                handoff_from=task.pk,
+                mode=mode,
+                why=why,
+                linked=True,
+            )
+        )
         return successor, mode
 
 
 # Rule 7: scale_out ---------------------------------------------------------------------------
 
 
-def scale_out(*, task_id, instance="", actor="", reason="", token_count=None, note="", as_pod=None,
-              by_human=False):
+def scale_out(
+    *,
+    task_id,
+    instance="",
+    actor="",
+    reason="",
+    token_count=None,
+    note="",
+    as_pod=None,
+    by_human=False,
+):
     """Hand an active task's remaining work to a new instance of its pod (rule 5)."""
     with transaction.atomic():
         task = _lock(task_id, as_pod=as_pod)
         if task.status != Status.ACTIVE:
             raise WorkflowError(
-                "invalid_transition", f"Task {task.pk} is {task.status}; only an active task scales out."
+                "invalid_transition",
+                f"Task {task.pk} is {task.status}; only an active task scales out.",
             )
         if not by_human:
             _check_holder(task, instance, verb="scale out")
@@ -661,8 +862,15 @@ def scale_out(*, task_id, instance="", actor="", reason="", token_count=None, no
         task.status, task.completed_at, task.lease_expires_at = Status.DONE, now, None
         task.claimed_by = task.claimed_by or instance
         _save(task, now, "token_count", "status", "completed_at", "lease_expires_at", "claimed_by")
-        continuation = _scale_out(task, now, author=instance or actor, reason=reason or "load_balancing",
-                                  note=note, token_count=task.token_count, from_status=Status.ACTIVE)
+        continuation = _scale_out(
+            task,
+            now,
+            author=instance or actor,
+            reason=reason or "load_balancing",
+            note=note,
+            token_count=task.token_count,
+            from_status=Status.ACTIVE,
+        )
         return Completion(task=task, continuation=continuation)
 
 
@@ -676,7 +884,8 @@ def move(*, task_id, actor, to_status=None, to_pod=None, version=None, position=
         if version is not None and int(version) != task.version:
             raise WorkflowError(
                 "conflict",
-                f"Task {task.pk} changed since you loaded it (version {version}, now {task.version}). "
+                f"Task {task.pk} changed since you loaded it "
+                f"(version {version}, now {task.version}). "
                 "The board has been refreshed; try again.",
                 version=task.version,
             )
@@ -700,8 +909,18 @@ def move(*, task_id, actor, to_status=None, to_pod=None, version=None, position=
         if changed:
             _save(task, now, *changed)
         effect = _move_column(task, from_status, to_status, actor, now)
-        _record(_event(task, EventKind.MOVED, actor=actor, from_status=from_status,
-                       to_status=to_status, from_pod=from_pod, to_pod=pod.name, **effect))
+        _record(
+            _event(
+                task,
+                EventKind.MOVED,
+                actor=actor,
+                from_status=from_status,
+                to_status=to_status,
+                from_pod=from_pod,
+                to_pod=pod.name,
+                **effect,
+            )
+        )
         task.refresh_from_db()
         return task
 
@@ -731,7 +950,10 @@ def _move_column(task, from_status, to_status, actor, now):
 
 def _reopen(task, now):
     task.status, task.completed_at, task.claimed_by, task.lease_expires_at = (
-        Status.READY, None, "", None,
+        Status.READY,
+        None,
+        "",
+        None,
     )
     _save(task, now, "status", "completed_at", "claimed_by", "lease_expires_at")
 
@@ -758,17 +980,32 @@ def expire_leases(*, now=None, batch=500):
                 holder, expired_at = task.claimed_by, task.lease_expires_at
                 task.status, task.claimed_by, task.lease_expires_at = Status.READY, "", None
                 _save(task, now, "status", "claimed_by", "lease_expires_at")
-                notes.append(HandoffNote(
-                    from_task=task, to_task=task, reason="stalled", mode=HandoffMode.ASYNC,
-                    note=f"{holder or 'The holder'} stopped answering; its lease ran out at "
-                         f"{expired_at:%Y-%m-%d %H:%M:%S} UTC. The task is back in Ready with its "
-                         "trace so far.",
-                    token_count=task.token_count, author="podboard", created_at=now,
-                ))
-                events.append(_event(task, EventKind.LEASE_EXPIRED, actor="podboard",
-                                     from_status=Status.ACTIVE, to_status=Status.READY,
-                                     from_pod=task.pod_owner.name, to_pod=task.pod_owner.name,
-                                     holder=holder))
+                notes.append(
+                    HandoffNote(
+                        from_task=task,
+                        to_task=task,
+                        reason="stalled",
+                        mode=HandoffMode.ASYNC,
+                        note=f"{holder or 'The holder'} stopped answering; its lease ran out at "
+                        f"{expired_at:%Y-%m-%d %H:%M:%S} UTC. The task is back in Ready with its "
+                        "trace so far.",
+                        token_count=task.token_count,
+                        author="podboard",
+                        created_at=now,
+                    )
+                )
+                events.append(
+                    _event(
+                        task,
+                        EventKind.LEASE_EXPIRED,
+                        actor="podboard",
+                        from_status=Status.ACTIVE,
+                        to_status=Status.READY,
+                        from_pod=task.pod_owner.name,
+                        to_pod=task.pod_owner.name,
+                        holder=holder,
+                    )
+                )
             HandoffNote.objects.bulk_create(notes)
             _record(*events)
             total += len(tasks)
@@ -784,27 +1021,39 @@ def create_task(*, actor="", id, title, pod_owner, depends_on=(), handoff_from=N
     try:
         validate_task_id(id)
     except Exception as exc:
-        raise WorkflowError("validation_error", f"Bad task id {id!r}: {exc.messages[0]}", status=422) from None
+        raise WorkflowError(
+            "validation_error", f"Bad task id {id!r}: {exc.messages[0]}", status=422
+        ) from None
     depends_on = list(dict.fromkeys(depends_on))
     with transaction.atomic():
-        known = set(Task.objects.filter(pk__in=[*depends_on, handoff_from or ""]).values_list("pk", flat=True))
+        known = set(
+            Task.objects.filter(pk__in=[*depends_on, handoff_from or ""]).values_list(
+                "pk", flat=True
+            )
+        )
         missing = [d for d in depends_on if d not in known]
         if handoff_from and handoff_from not in known:
             missing.append(handoff_from)
         if missing:
-            raise WorkflowError("validation_error", f"Unknown task(s): {', '.join(missing)}.", status=422)
+            raise WorkflowError(
+                "validation_error", f"Unknown task(s): {', '.join(missing)}.", status=422
+            )
         if id in depends_on or id == handoff_from:
             raise WorkflowError("validation_error", f"{id} cannot depend on itself.", status=422)
         try:
             with transaction.atomic():
-                task = Task.objects.create(id=id, title=title, pod_owner=pod_owner,
-                                           handoff_from_id=handoff_from, **fields)
+                task = Task.objects.create(
+                    id=id, title=title, pod_owner=pod_owner, handoff_from_id=handoff_from, **fields
+                )
         except IntegrityError:
             raise WorkflowError("conflict", f"A task with id {id!r} already exists.") from None
         if depends_on:
             task.depends_on.add(*depends_on)
-        _record(_event(task, EventKind.CREATED, actor=actor, to_status=task.status,
-                       to_pod=pod_owner.name))
+        _record(
+            _event(
+                task, EventKind.CREATED, actor=actor, to_status=task.status, to_pod=pod_owner.name
+            )
+        )
         return task
 
 
@@ -813,19 +1062,41 @@ def record_edit(*, task, actor, changed=(), from_status="", from_pod=""):
     with transaction.atomic():
         Task.objects.filter(pk=task.pk).update(version=F("version") + 1)
         task.version += 1
-        _record(_event(task, EventKind.EDITED, actor=actor, from_status=from_status,
-                       to_status=task.status, from_pod=from_pod, to_pod=task.pod_owner.name,
-                       fields=sorted(changed)))
+        _record(
+            _event(
+                task,
+                EventKind.EDITED,
+                actor=actor,
+                from_status=from_status,
+                to_status=task.status,
+                from_pod=from_pod,
+                to_pod=task.pod_owner.name,
+                fields=sorted(changed),
+            )
+        )
 
 
 def record_import(*, task_ids, actor, created=()):
     """Write one ``imported`` event per task and announce them as one batch."""
     created = set(created)
-    events = [Event(task_id=tid, task_key=tid, kind=EventKind.IMPORTED, actor=actor,
-                    payload={"created": tid in created}) for tid in task_ids]
+    events = [
+        Event(
+            task_id=tid,
+            task_key=tid,
+            kind=EventKind.IMPORTED,
+            actor=actor,
+            payload={"created": tid in created},
+        )
+        for tid in task_ids
+    ]
     Event.objects.bulk_create(events, batch_size=1000)
     if events:
         last = Event.objects.order_by("-id").values_list("id", flat=True).first()
-        marker = Event(id=last, kind=EventKind.IMPORTED, actor=actor,
-                       payload={"count": len(events)}, task_key="")
+        marker = Event(
+            id=last,
+            kind=EventKind.IMPORTED,
+            actor=actor,
+            payload={"count": len(events)},
+            task_key="",
+        )
         announce([marker])

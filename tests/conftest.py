@@ -24,11 +24,19 @@ def pytest_collection_modifyitems(config, items):
     redis_url = os.environ.get("REDIS_URL", "")
     for item in items:
         if "postgres" in item.keywords and not on_postgres:
-            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL: runs in the PostgreSQL pass (DATABASE_URL)"))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs PostgreSQL: runs in the PostgreSQL pass (DATABASE_URL)"
+                )
+            )
         if "redis" in item.keywords and not redis_url:
             if IN_CI:
                 continue  # the fixture below fails loudly instead
-            item.add_marker(pytest.mark.skip(reason="needs Redis: runs in the PostgreSQL + Redis pass (REDIS_URL)"))
+            item.add_marker(
+                pytest.mark.skip(
+                    reason="needs Redis: runs in the PostgreSQL + Redis pass (REDIS_URL)"
+                )
+            )
 
 
 @pytest.fixture
@@ -72,7 +80,9 @@ def lead(db, django_user_model):
 
 @pytest.fixture
 def staff(db, django_user_model):
-    return django_user_model.objects.create_superuser("admin", "admin@example.com", "admin-password-1")
+    return django_user_model.objects.create_superuser(
+        "admin", "admin@example.com", "admin-password-1"
+    )
 
 
 @pytest.fixture
