@@ -67,6 +67,26 @@ class Pod(models.Model):
         return self.name
 
 
+def carries_baton():
+    """0 for fresh work (no ``handoff_from``), 1 for a task that carries a baton."""
+    return models.Case(
+        models.When(handoff_from__isnull=True, then=models.Value(0)),
+        default=models.Value(1),
+        output_field=models.IntegerField(),
+    )
+
+
+CLAIM_ORDER_INDEX = (
+    models.F("pod_owner"),
+    models.F("status"),
+    models.F("priority").desc(),
+    carries_baton(),
+    models.F("position"),
+    models.F("created_at"),
+    models.F("id"),
+)
+
+
 class Task(models.Model):
     id = models.CharField(primary_key=True, max_length=100, validators=[validate_task_id])
     title = models.CharField(max_length=300)
@@ -112,7 +132,10 @@ class Task(models.Model):
     class Meta:
         ordering = ["-priority", "position", "created_at", "id"]
         indexes = [
-            # The claim query and the board's Ready column.
+            # The claim query: the same expressions, in the same order, as workflow.claim_order,
+            # so the database walks the index and stops at the first free, unblocked task.
+            models.Index(*CLAIM_ORDER_INDEX, name="task_claim_order"),
+            # The board's Ready column.
             models.Index(
                 fields=["pod_owner", "status", "-priority", "position", "created_at"],
                 name="task_pod_status_rank",

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
+from django.db.models import Exists, F, OuterRef, Q, Value
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -27,6 +27,7 @@ from .models import (
     Task,
     Thought,
     TraceStep,
+    carries_baton,
     validate_task_id,
 )
 
@@ -303,13 +304,7 @@ def _next_candidate(pod):
         Task.objects.select_for_update(skip_locked=True, of=("self",))
         .filter(pod_owner=pod, status=Status.READY)
         .filter(~_blocked_exists())
-        .annotate(
-            carries_baton=Case(
-                When(handoff_from__isnull=True, then=Value(0)),
-                default=Value(1),
-                output_field=IntegerField(),
-            )
-        )
+        .annotate(carries_baton=carries_baton())
         .order_by("-priority", "carries_baton", "position", "created_at", "id")
         .values_list("pk", "status")
         .first()
