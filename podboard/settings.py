@@ -65,6 +65,7 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "tasks_app.middleware.BodySizeLimitMiddleware",
+    "tasks_app.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -72,7 +73,6 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
-    "tasks_app.middleware.DatabaseUnavailableMiddleware",
 ]
 
 ROOT_URLCONF = "podboard.urls"
@@ -106,13 +106,24 @@ SQLITE_OPTIONS = {
 }
 
 if env_str("DATABASE_URL"):
-    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL"), conn_max_age=60)}
+    # Under ASGI each request's sync code may run in a new thread, so Django's persistent
+    # connections are never reused and pile up (bench/stress.py exhausted max_connections with
+    # conn_max_age=60). PostgreSQL gets a psycopg connection pool per process instead.
+    DATABASES = {"default": dj_database_url.parse(env_str("DATABASE_URL"), conn_max_age=0)}
     if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         DATABASES["default"]["OPTIONS"] = dict(SQLITE_OPTIONS)
         DATABASES["default"]["CONN_MAX_AGE"] = 0
     elif DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
-        DATABASES["default"]["CONN_HEALTH_CHECKS"] = True
-        DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = 5
+        DATABASES["default"].setdefault("OPTIONS", {}).update(
+            {
+                "connect_timeout": 5,
+                "pool": {
+                    "min_size": env_int("PODBOARD_DB_POOL_MIN", 2),
+                    "max_size": env_int("PODBOARD_DB_POOL_MAX", 16),
+                    "timeout": 10,
+                },
+            }
+        )
 else:
     SQLITE_TEST_PATH = Path(
         env_str("PODBOARD_SQLITE_TEST_PATH", str(BASE_DIR / "var" / "test.sqlite3"))

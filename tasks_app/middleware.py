@@ -28,27 +28,55 @@ class BodySizeLimitMiddleware:
         return self.get_response(request)
 
 
+MIGRATE_HINT = "The database has no PodBoard tables yet: run `python manage.py migrate`."
+UNREACHABLE = "The database is unreachable right now; try again in a moment."
+REQUIRED_TABLES = ("tasks_app_task", "tasks_app_event", "django_session", "auth_user")
+
+
+def missing_tables():
+    """Return the tables PodBoard needs that the database does not have."""
+    from django.db import connection
+
+    present = set(connection.introspection.table_names())
+    return [name for name in REQUIRED_TABLES if name not in present]
+
+
+def _unavailable(request, detail):
+    if request.path.startswith("/api/"):
+        return JsonResponse({"code": "unavailable", "detail": detail}, status=503)
+    return HttpResponse(detail, status=503, content_type="text/plain; charset=utf-8")
+
+
 class DatabaseUnavailableMiddleware:
-    """Turn a missing schema or an unreachable database into a message a person understands."""
+    """Turn a missing schema or an unreachable database into a message a person understands.
+
+    Listed before the session middleware, so a failure there (no ``django_session`` table)
+    reaches it as a 500; only then does it look at the schema, so a healthy request pays
+    nothing. Errors raised by views are translated in ``process_exception``.
+    """
 
     def __init__(self, get_response):
         self.get_response = get_response
 
     def __call__(self, request):
-        return self.get_response(request)
+        response = self.get_response(request)
+        if response.status_code == 500:
+            try:
+                missing = missing_tables()
+            except OperationalError:
+                return _unavailable(request, UNREACHABLE)
+            if missing:
+                return _unavailable(request, MIGRATE_HINT)
+        return response
 
     def process_exception(self, request, exception):
         if isinstance(exception, ProgrammingError | OperationalError):
             text = str(exception).lower()
             if "no such table" in text or "does not exist" in text:
-                detail = "The database has no PodBoard tables yet: run `python manage.py migrate`."
-                status = 503
+                detail = MIGRATE_HINT
             elif "could not connect" in text or "connection" in text or "server closed" in text:
-                detail = "The database is unreachable right now; try again in a moment."
-                status = 503
+                detail = UNREACHABLE
             else:
                 return None
-            if request.path.startswith("/api/"):
-                return JsonResponse({"code": "unavailable", "detail": detail}, status=status)
-            return HttpResponse(detail, status=status, content_type="text/plain; charset=utf-8")
+            return _unavailable(request, detail)
         return None

@@ -11,7 +11,7 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.db import IntegrityError, connection, transaction
-from django.db.models import Exists, F, OuterRef, Q, Value
+from django.db.models import Case, Exists, F, IntegerField, OuterRef, Q, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 
@@ -242,37 +242,40 @@ def activate(*, task_id, actor="", as_pod=None):
 
 
 def claim_next(*, pod, instance):
-    """Claim the pod's next task for ``instance``; return it, or None when there is nothing."""
+    """Claim the pod's next task for ``instance``; return it, or None when there is nothing.
+
+    The task comes with ``pod_owner`` and ``handoff_from`` selected, ready for
+    ``shapes.start_context``.
+    """
     if not instance:
         raise WorkflowError("validation_error", "An instance name is required.", status=422)
-    now = timezone.now()
-    lease = _lease_until(now)
     for _attempt in range(5):
         with transaction.atomic():
-            held = (
-                Task.objects.filter(pod_owner=pod, status=Status.ACTIVE, claimed_by=instance)
-                .order_by("started_at", "id")
-                .values_list("pk", flat=True)
-                .first()
-            )
-            if held is not None:
-                Task.objects.filter(pk=held).update(lease_expires_at=lease)
-                return _with_context_relations(held)
-            candidate = _next_candidate(pod)
-            if candidate is None:
+            task = _active_candidate(pod, instance)
+            if task is not None and task.claimed_by == instance:
+                task.lease_expires_at = _lease_until(timezone.now())
+                Task.objects.filter(pk=task.pk).update(lease_expires_at=task.lease_expires_at)
+                return task
+            task = task or _ready_candidate(pod)
+            if task is None:
                 return None
-            task_id, from_status = candidate
-            won = Task.objects.filter(pk=task_id, status=from_status, claimed_by="").update(
+            # Read the clock after the candidate query saw its dependencies done, so started_at
+            # is never earlier than a dependency's completed_at.
+            now = timezone.now()
+            from_status = task.status
+            won = Task.objects.filter(pk=task.pk, status=from_status, claimed_by="").update(
                 status=Status.ACTIVE,
                 claimed_by=instance,
-                lease_expires_at=lease,
+                lease_expires_at=_lease_until(now),
                 started_at=Coalesce(F("started_at"), Value(now)),
                 version=F("version") + 1,
                 updated_at=now,
             )
             if not won:
                 continue
-            task = _with_context_relations(task_id)
+            task.status, task.claimed_by = Status.ACTIVE, instance
+            task.lease_expires_at, task.started_at = _lease_until(now), task.started_at or now
+            task.version, task.updated_at = task.version + 1, now
             _record(
                 _event(
                     task,
@@ -289,24 +292,37 @@ def claim_next(*, pod, instance):
     return None
 
 
-def _next_candidate(pod):
-    """Return ``(id, status)`` of the task ``next`` should give, locked where the database can."""
-    reserved = (
-        Task.objects.select_for_update(skip_locked=True, of=("self",))
-        .filter(pod_owner=pod, status=Status.ACTIVE, claimed_by="")
-        .order_by("-priority", "started_at", "id")
-        .values_list("pk", "status")
+def _claimable():
+    return Task.objects.select_for_update(skip_locked=True, of=("self",)).select_related(
+        "pod_owner", "handoff_from"
+    )
+
+
+def _active_candidate(pod, instance):
+    """Return the active task ``instance`` holds, else one a sync handoff reserved (locked)."""
+    return (
+        _claimable()
+        .filter(pod_owner=pod, status=Status.ACTIVE, claimed_by__in=[instance, ""])
+        .annotate(
+            not_mine=Case(
+                When(claimed_by=instance, then=Value(0)),
+                default=Value(1),
+                output_field=IntegerField(),
+            )
+        )
+        .order_by("not_mine", "-priority", "started_at", "id")
         .first()
     )
-    if reserved:
-        return reserved
+
+
+def _ready_candidate(pod):
+    """Return the best ready, unblocked task of ``pod`` that nobody else is claiming (locked)."""
     return (
-        Task.objects.select_for_update(skip_locked=True, of=("self",))
+        _claimable()
         .filter(pod_owner=pod, status=Status.READY)
         .filter(~_blocked_exists())
         .annotate(carries_baton=carries_baton())
         .order_by("-priority", "carries_baton", "position", "created_at", "id")
-        .values_list("pk", "status")
         .first()
     )
 
@@ -553,11 +569,11 @@ def _repeated_completion(task, instance):
     )
 
 
-def successor_ids(task_id):
-    """Return the ids of the tasks that depend on ``task_id`` or carry its baton."""
-    ids = set(Depends.objects.filter(to_task_id=task_id).values_list("from_task_id", flat=True))
-    ids.update(Task.objects.filter(handoff_from_id=task_id).values_list("pk", flat=True))
-    return ids
+def _successor_of(task_id):
+    """A filter for the tasks that depend on ``task_id`` or carry its baton."""
+    return Q(pk__in=Depends.objects.filter(to_task_id=task_id).values("from_task_id")) | Q(
+        handoff_from_id=task_id
+    )
 
 
 def resolve_mode(task, successor, wip_cache):
@@ -589,11 +605,10 @@ def resolve_mode(task, successor, wip_cache):
 
 def _hand_off(task, now, *, author, note, reason):
     """Write notes to ``task``'s ready successors and start the unblocked ones (rule 4)."""
-    ids = successor_ids(task.pk)
     successors = list(
         Task.objects.select_for_update(of=("self",))
         .select_related("pod_owner")
-        .filter(pk__in=ids, status=Status.READY)
+        .filter(_successor_of(task.pk), status=Status.READY)
         .order_by("-priority", "created_at", "id")
     )
     if not successors:

@@ -61,8 +61,16 @@ def test_threads_on_this_database_never_claim_a_task_twice(make_task):
     _assert_each_claimed_once(claimed, 120)
 
 
+def _close_pools():
+    """Drop the connection pool: its worker threads do not survive a fork."""
+    for conn in connections.all():
+        if getattr(conn, "pool", None) is not None:
+            conn.close_pool()
+    connections.close_all()
+
+
 def _process_main(instance, queue):
-    connections.close_all()  # never share the parent's socket
+    _close_pools()  # never share the parent's sockets
     out = []
     _drain("DevPod", instance, out)
     queue.put(out)
@@ -71,7 +79,7 @@ def _process_main(instance, queue):
 @pytest.mark.postgres
 def test_processes_on_postgresql_never_claim_a_task_twice(make_task):
     _seed(make_task, 200)
-    connections.close_all()
+    _close_pools()
     ctx = multiprocessing.get_context("fork")
     queue = ctx.Queue()
     procs = [ctx.Process(target=_process_main, args=(f"DevPod#{i}", queue)) for i in range(8)]

@@ -1,0 +1,303 @@
+"""Board queries and rendering helpers.
+
+The board page, its "show more" pages, the move endpoint and live pushes (``tasks_app.live``)
+all read and render cards through this module, so a card looks the same whichever path drew it.
+Every function here issues a constant number of queries, whatever the number of tasks.
+"""
+
+from dataclasses import dataclass
+
+from django.db.models import Count, F, Q
+from django.template.loader import render_to_string
+
+from .models import Pod, Status, Task
+
+PAGE_SIZE = 20
+COLUMNS = [(Status.READY, "Ready"), (Status.ACTIVE, "Active"), (Status.DONE, "Done")]
+CARD_TEMPLATE = "tasks_app/board.html#card"
+
+Depends = Task.depends_on.through
+
+# The order of each column, shared by the first page and the "show more" pages.
+COLUMN_ORDER = {
+    Status.READY: [F("priority").desc(), F("position").asc(), F("created_at").asc(), F("id").asc()],
+    Status.ACTIVE: [
+        F("priority").desc(),
+        F("position").asc(),
+        F("started_at").asc(nulls_last=True),
+        F("id").asc(),
+    ],
+    Status.DONE: [F("completed_at").desc(nulls_last=True), F("id").desc()],
+}
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the board shows: one pod or all, one task type or all, a text search on id/title."""
+
+    pod: str = ""
+    task_type: str = ""
+    q: str = ""
+
+    @classmethod
+    def from_query(cls, data):
+        return cls(
+            pod=(data.get("pod") or "").strip(),
+            task_type=(data.get("type") or "").strip(),
+            q=(data.get("q") or "").strip()[:100],
+        )
+
+    @property
+    def active(self):
+        return bool(self.pod or self.task_type or self.q)
+
+    def as_query(self):
+        """Return the filters as URL parameters (only those set)."""
+        pairs = {"pod": self.pod, "type": self.task_type, "q": self.q}
+        return {k: v for k, v in pairs.items() if v}
+
+    def apply(self, tasks):
+        if self.pod:
+            tasks = tasks.filter(pod_owner__name=self.pod)
+        if self.task_type:
+            tasks = tasks.filter(task_type=self.task_type)
+        if self.q:
+            tasks = tasks.filter(Q(id__icontains=self.q) | Q(title__icontains=self.q))
+        return tasks
+
+
+NO_FILTERS = Filters()
+
+
+def lane_pods(filters=NO_FILTERS):
+    pods = Pod.objects.order_by("order", "name")
+    if filters.pod:
+        pods = pods.filter(name=filters.pod)
+    return list(pods)
+
+
+def column_counts(filters=NO_FILTERS):
+    """Return ``{(pod_id, status): n}`` for the filtered tasks, in one query."""
+    rows = (
+        filters.apply(Task.objects.all())
+        .order_by()
+        .values_list("pod_owner_id", "status")
+        .annotate(n=Count("pk"))
+    )
+    return {(pod_id, status): n for pod_id, status, n in rows}
+
+
+def _attach_waits_for(tasks):
+    """Set ``task.waits_for`` (ids of dependencies not done) on every task, in one query."""
+    waits = {}
+    if tasks:
+        rows = (
+            Depends.objects.filter(from_task_id__in=[t.pk for t in tasks])
+            .exclude(to_task__status=Status.DONE)
+            .order_by("to_task_id")
+            .values_list("from_task_id", "to_task_id")
+        )
+        for from_id, to_id in rows:
+            waits.setdefault(from_id, []).append(to_id)
+    for task in tasks:
+        task.waits_for = waits.get(task.pk, [])
+    return tasks
+
+
+# SQLite allows 500 terms in one compound SELECT; stay well under it.
+MAX_UNION_TERMS = 300
+
+
+def _column_key(status):
+    """Return a sort key matching ``COLUMN_ORDER[status]`` for tasks already in memory."""
+    if status == Status.DONE:
+        return lambda t: (
+            -(t.completed_at.timestamp() if t.completed_at else float("-inf")),
+            _desc(t.pk),
+        )
+    if status == Status.ACTIVE:
+        return lambda t: (
+            -t.priority,
+            t.position,
+            t.started_at.timestamp() if t.started_at else float("inf"),
+            t.pk,
+        )
+    return lambda t: (-t.priority, t.position, t.created_at.timestamp(), t.pk)
+
+
+def _desc(text):
+    return tuple(-ord(c) for c in text) + (1,)
+
+
+def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None):
+    """Return ``{(pod_id, status): [task, …]}``: the first ``limit`` cards of every column.
+
+    One statement: a ``UNION ALL`` of one small ``ORDER BY … LIMIT`` query per column, each
+    served by the column's index, so the cost follows the number of columns shown, not the
+    number of tasks. Plus one query for the blocked marks.
+    """
+    pods = lane_pods(filters) if pods is None else pods
+    by_id = {pod.pk: pod for pod in pods}
+    terms = []
+    for pod in pods:
+        for status, _label in COLUMNS:
+            column = filters.apply(Task.objects.filter(pod_owner_id=pod.pk, status=status))
+            sql, params = column.order_by(*COLUMN_ORDER[status])[:limit].query.sql_with_params()
+            terms.append((f"SELECT * FROM ({sql}) AS col{len(terms)}", params))
+    pages = {}
+    everything = []
+    for start in range(0, len(terms), MAX_UNION_TERMS):
+        chunk = terms[start : start + MAX_UNION_TERMS]
+        sql = " UNION ALL ".join(term for term, _ in chunk)
+        params = [p for _, term_params in chunk for p in term_params]
+        for task in Task.objects.raw(sql, params):
+            task.pod_owner = by_id[task.pod_owner_id]
+            pages.setdefault((task.pod_owner_id, task.status), []).append(task)
+            everything.append(task)
+    for (_pod_id, status), tasks in pages.items():
+        tasks.sort(key=_column_key(status))
+    _attach_waits_for(everything)
+    return pages
+
+
+def column_page(pod, status, filters=NO_FILTERS, offset=0, limit=PAGE_SIZE):
+    """Return ``(tasks, next_offset or None)`` for one column, from ``offset``."""
+    tasks = list(
+        filters.apply(Task.objects.filter(pod_owner=pod, status=status))
+        .select_related("pod_owner")
+        .order_by(*COLUMN_ORDER[status])[offset : offset + limit + 1]
+    )
+    more = len(tasks) > limit
+    tasks = _attach_waits_for(tasks[:limit])
+    return tasks, (offset + limit if more else None)
+
+
+def board_lanes(filters=NO_FILTERS, limit=PAGE_SIZE):
+    """Return the lanes of the board, in pod order, each with its three columns."""
+    pods = lane_pods(filters)
+    counts = column_counts(filters)
+    pages = first_pages(filters, limit, pods)
+    lanes = []
+    for pod in pods:
+        columns = []
+        for status, label in COLUMNS:
+            count = counts.get((pod.pk, status), 0)
+            cards = pages.get((pod.pk, status), [])
+            columns.append(
+                {
+                    "status": status,
+                    "label": label,
+                    "count": count,
+                    "cards": cards,
+                    "next_offset": len(cards) if count > len(cards) else None,
+                }
+            )
+        active = counts.get((pod.pk, Status.ACTIVE), 0)
+        lanes.append(
+            {
+                "pod": pod,
+                "columns": columns,
+                "active": active,
+                "over_wip": pod.wip_limit is not None and active > pod.wip_limit,
+                "at_wip": pod.wip_limit is not None and active >= pod.wip_limit,
+            }
+        )
+    return lanes
+
+
+def task_types():
+    return list(
+        Task.objects.exclude(task_type="")
+        .order_by("task_type")
+        .values_list("task_type", flat=True)
+        .distinct()
+    )
+
+
+def render_card(task, pods, request=None):
+    """Return one card's html; ``task`` needs ``pod_owner`` and ``waits_for`` set."""
+    context = {"task": task, "pods": pods, "statuses": COLUMNS}
+    return render_to_string(CARD_TEMPLATE, context, request=request)
+
+
+def render_cards(task_ids, request=None):
+    """Return ``{task_id: card html}`` for the tasks that exist, in three queries.
+
+    The html is the ``<article class="card" id="task-…">`` element, ready for an
+    ``outerHTML`` swap. Ids of tasks that no longer exist are absent from the answer.
+    """
+    task_ids = list(task_ids)
+    if not task_ids:
+        return {}
+    tasks = list(Task.objects.filter(pk__in=task_ids).select_related("pod_owner"))
+    _attach_waits_for(tasks)
+    pods = lane_pods()
+    return {task.pk: render_card(task, pods, request) for task in tasks}
+
+
+def render_counts(filters=NO_FILTERS):
+    """Return out-of-band ``<span id="count-<Pod>-<status>">`` elements for every column.
+
+    Also refreshes each lane's WIP badge (``wip-<Pod>``). Two queries.
+    """
+    pods = lane_pods(filters)
+    counts = column_counts(filters)
+    lanes = []
+    for pod in pods:
+        active = counts.get((pod.pk, Status.ACTIVE), 0)
+        lanes.append(
+            {
+                "pod": pod,
+                "active": active,
+                "over_wip": pod.wip_limit is not None and active > pod.wip_limit,
+                "at_wip": pod.wip_limit is not None and active >= pod.wip_limit,
+                "columns": [(status, counts.get((pod.pk, status), 0)) for status, _ in COLUMNS],
+            }
+        )
+    return render_to_string("tasks_app/board.html#counts", {"counts": lanes})
+
+
+# Ordering inside a column -------------------------------------------------------------------
+
+
+def position_between(task, *, pod, status, after_id="", before_id=""):
+    """Return the ``position`` that puts ``task`` between two neighbours of its new column.
+
+    ``after_id`` is the card shown above the drop, ``before_id`` the one below. Only
+    neighbours with the task's priority count (priority orders the column first). Return None
+    when there is nothing to order against. When the neighbours share a position, the band is
+    spaced out first (positions only; versions and events are untouched).
+    """
+    if status == Status.DONE:  # Done is ordered by completion time, not by hand.
+        return None
+    ids = [i for i in (after_id, before_id) if i and i != task.pk]
+    found = {
+        t.pk: t.position
+        for t in Task.objects.filter(
+            pk__in=ids, pod_owner=pod, status=status, priority=task.priority
+        ).only("pk", "position")
+    }
+    above, below = found.get(after_id), found.get(before_id)
+    if above is None and below is None:
+        return None
+    if above is None:
+        return below - 1.0
+    if below is None:
+        return above + 1.0
+    if above < below:
+        return (above + below) / 2
+    spaced = _space_out(task, pod=pod, status=status)
+    return (spaced[after_id] + spaced[before_id]) / 2
+
+
+def _space_out(task, *, pod, status):
+    band = list(
+        Task.objects.filter(pod_owner=pod, status=status, priority=task.priority)
+        .exclude(pk=task.pk)
+        .order_by(*COLUMN_ORDER[status])
+        .only("pk", "position")
+    )
+    for index, other in enumerate(band):
+        other.position = float(index)
+    Task.objects.bulk_update(band, ["position"], batch_size=500)
+    return {other.pk: other.position for other in band}

@@ -1,0 +1,475 @@
+"""The board, the task detail and the web import/export: thin function views.
+
+Every state change goes through ``tasks_app.workflow``; a refused change (``WorkflowError``)
+is shown to the person with its ``detail``.
+"""
+
+import json
+import os
+import secrets
+import tempfile
+from functools import wraps
+from pathlib import Path
+
+from django.contrib import messages
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.contrib.staticfiles import finders
+from django.core.exceptions import PermissionDenied
+from django.db.models import Q
+from django.http import Http404, HttpResponse
+from django.shortcuts import get_object_or_404, redirect, render
+from django.urls import reverse
+from django.utils.cache import patch_vary_headers
+from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.http import require_GET, require_POST
+from django_htmx.http import HttpResponseClientRedirect
+
+from . import board, workflow
+from .models import Event, HandoffNote, Pod, Status, Task
+from .workflow import WorkflowError
+
+# Auth ----------------------------------------------------------------------------------------
+
+
+def login_required_htmx(view):
+    """Like ``login_required``, but an htmx request gets a client redirect to the login page
+    instead of the login page swapped into a fragment."""
+
+    @wraps(view)
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_authenticated:
+            if request.htmx:
+                login = (
+                    reverse("login")
+                    + "?"
+                    + urlencode({"next": request.htmx.current_url_abs_path or "/"})
+                )
+                return HttpResponseClientRedirect(login)
+            return redirect_to_login(request.get_full_path())
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def staff_required(view):
+    """Anonymous → login page; logged in but not staff → 403."""
+
+    @wraps(view)
+    @login_required
+    def wrapper(request, *args, **kwargs):
+        if not request.user.is_staff:
+            raise PermissionDenied("Only staff can import or export tasks.")
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+def _actor(request):
+    return request.user.get_username()
+
+
+def _toast_trigger(response, message, *, level="error", task_id=""):
+    response["HX-Trigger"] = json.dumps(
+        {"podboard:toast": {"message": message, "level": level, "task": task_id}}
+    )
+    return response
+
+
+# Board ---------------------------------------------------------------------------------------
+
+
+def _latest_seq():
+    """Return the live module's current event sequence number, or "" without one."""
+    from . import live
+
+    latest = getattr(live, "latest_seq_now", None)
+    return latest() if latest is not None else ""
+
+
+@require_GET
+@login_required_htmx
+def board_view(request):
+    filters = board.Filters.from_query(request.GET)
+    # Read the event sequence before the board, so the live socket replays anything in between.
+    live_seq = _latest_seq()
+    context = {
+        "live_seq": live_seq,
+        "filters": filters,
+        "lanes": board.board_lanes(filters),
+        "pods": board.lane_pods(),
+        "task_types": board.task_types(),
+        "statuses": board.COLUMNS,
+        "filter_query": urlencode(filters.as_query()),
+    }
+    template = "tasks_app/board.html"
+    partial = (
+        request.htmx
+        and not request.htmx.history_restore_request
+        and request.htmx.target == "board-body"
+    )
+    if partial:
+        template += "#board-body"
+    else:
+        context["live_js"] = finders.find("js/live.js") is not None
+    response = render(request, template, context)
+    if partial:
+        query = context["filter_query"]
+        response["HX-Push-Url"] = reverse("board") + (f"?{query}" if query else "")
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+@require_GET
+@login_required_htmx
+def column_more(request, pod, status):
+    """The next page of one column: cards to append, and a new "show more" button (OOB)."""
+    if status not in Status.values:
+        raise Http404("No such column.")
+    pod = get_object_or_404(Pod, name=pod)
+    filters = board.Filters.from_query(request.GET)
+    try:
+        offset = max(0, int(request.GET.get("offset", 0)))
+    except ValueError:
+        offset = 0
+    cards, next_offset = board.column_page(pod, status, filters, offset)
+    return render(
+        request,
+        "tasks_app/board.html#more-page",
+        {
+            "pod": pod,
+            "column": {"status": status, "cards": cards, "next_offset": next_offset},
+            "pods": board.lane_pods(),
+            "statuses": board.COLUMNS,
+            "filter_query": urlencode(filters.as_query()),
+        },
+    )
+
+
+@require_POST
+@login_required_htmx
+def move_view(request):
+    """Apply a drag or a move-menu choice through ``workflow.move``.
+
+    htmx / fetch: 200 with the re-rendered card and out-of-band counts, or the refusal's status
+    (409, 422, 404) with the reason in an ``HX-Trigger`` toast and the card as it now is.
+    Plain form post (no JavaScript): redirect to the board with a message.
+    """
+    data = request.POST
+    task_id = data.get("task", "")
+    task = Task.objects.select_related("pod_owner").filter(pk=task_id).first()
+    filters = board.Filters.from_query(data)
+    if task is None:
+        return _move_refused(
+            request, WorkflowError("not_found", f"No task with id {task_id!r}.", 404)
+        )
+    to_status = data.get("to_status") or task.status
+    to_pod_name = data.get("to_pod") or task.pod_owner.name
+    try:
+        version = int(data["version"]) if data.get("version") else None
+        to_pod = Pod.objects.filter(name=to_pod_name).first() or task.pod_owner
+        position = board.position_between(
+            task,
+            pod=to_pod,
+            status=to_status,
+            after_id=data.get("after", ""),
+            before_id=data.get("before", ""),
+        )
+        moved = workflow.move(
+            task_id=task.pk,
+            actor=_actor(request),
+            to_status=to_status,
+            to_pod=to_pod_name,
+            version=version,
+            position=position,
+        )
+    except ValueError:
+        return _move_refused(request, WorkflowError("validation_error", "Bad version.", 422), task)
+    except WorkflowError as refusal:
+        return _move_refused(request, refusal, task)
+    if not request.htmx:
+        messages.success(request, f"Moved {moved.pk} to {moved.pod_owner.name} · {moved.status}.")
+        return _back_to_board(request)
+    html = board.render_cards([moved.pk], request)[moved.pk] + board.render_counts(filters)
+    response = HttpResponse(html)
+    return _toast_trigger(
+        response,
+        f"{moved.pk} → {moved.pod_owner.name} · {moved.get_status_display()}",
+        level="success",
+        task_id=moved.pk,
+    )
+
+
+def _move_refused(request, refusal, task=None):
+    if not request.htmx:
+        messages.error(request, refusal.detail)
+        return _back_to_board(request)
+    html = ""
+    if task is not None:
+        html = board.render_cards([task.pk], request).get(task.pk, "")
+    response = HttpResponse(html, status=refusal.status)
+    response["X-Podboard-Code"] = refusal.code
+    return _toast_trigger(response, refusal.detail, task_id=task.pk if task else "")
+
+
+def _back_to_board(request):
+    target = request.POST.get("next") or reverse("board")
+    if not url_has_allowed_host_and_scheme(target, allowed_hosts={request.get_host()}):
+        target = reverse("board")
+    return redirect(target)
+
+
+# Task detail ---------------------------------------------------------------------------------
+
+
+def _baton_trail(task, limit=25):
+    """Return the handoff chain through ``task``: ``[{from, to, note}]`` oldest first.
+
+    Walks ``handoff_from`` back (at most ``limit`` hops) and the batons ``task`` passed on.
+    """
+    chain = [task]
+    seen = {task.pk}
+    while chain[0].handoff_from_id and len(chain) < limit:
+        parent = (
+            Task.objects.select_related("pod_owner").filter(pk=chain[0].handoff_from_id).first()
+        )
+        if parent is None or parent.pk in seen:
+            break
+        seen.add(parent.pk)
+        chain.insert(0, parent)
+    pairs = [(a, b) for a, b in zip(chain, chain[1:], strict=False)]
+    onward = list(task.baton_successors.select_related("pod_owner").order_by("created_at", "id"))
+    pairs += [(task, successor) for successor in onward]
+    if not pairs:
+        return []
+    notes = {}
+    lookup = Q()
+    for a, b in pairs:
+        lookup |= Q(from_task_id=a.pk, to_task_id=b.pk)
+    for note in HandoffNote.objects.filter(lookup).order_by("created_at", "id"):
+        notes[(note.from_task_id, note.to_task_id)] = note  # the latest wins
+    return [{"from": a, "to": b, "note": notes.get((a.pk, b.pk))} for a, b in pairs]
+
+
+def _detail_context(task):
+    dependencies = list(task.depends_on.select_related("pod_owner").order_by("id"))
+    successors = {
+        t.pk: t
+        for t in Task.objects.filter(Q(depends_on=task) | Q(handoff_from=task))
+        .select_related("pod_owner")
+        .order_by("id")
+        .distinct()
+    }
+    return {
+        "task": task,
+        "waits_for": [d.pk for d in dependencies if d.status != Status.DONE],
+        "dependencies": dependencies,
+        "successors": list(successors.values()),
+        "baton_trail": _baton_trail(task),
+        "notes_received": list(
+            task.notes_received.select_related("from_task").order_by("-created_at", "-id")
+        ),
+        "notes_written": list(
+            task.notes_written.select_related("to_task").order_by("-created_at", "-id")
+        ),
+        "trace_steps": list(task.trace_steps.order_by("step", "id")),
+        "thoughts": list(task.thoughts.order_by("step", "id")),
+        "events": list(Event.objects.filter(task_key=task.pk).order_by("-id")[:100]),
+        "continuations": list(
+            Task.objects.filter(scale_root=task.scale_root or task.pk)
+            .exclude(pk=task.pk)
+            .order_by("created_at", "id")
+            .values_list("pk", "status")
+        ),
+        "handoff_candidates": list(
+            Task.objects.exclude(status=Status.DONE)
+            .exclude(pk=task.pk)
+            .order_by("pod_owner__order", "id")
+            .values_list("pk", "title")[:200]
+        ),
+        "admin_url": reverse("admin:tasks_app_task_change", args=[task.pk]),
+    }
+
+
+def _render_detail(request, task_id, status=200):
+    task = get_object_or_404(Task.objects.select_related("pod_owner", "handoff_from"), pk=task_id)
+    template = "tasks_app/task_detail.html"
+    context = _detail_context(task)
+    if request.htmx and request.htmx.target == "panel":
+        template += "#panel"
+        context["in_panel"] = True
+    response = render(request, template, context, status=status)
+    patch_vary_headers(response, ["HX-Request", "HX-Target"])
+    return response
+
+
+@require_GET
+@login_required_htmx
+def task_detail(request, task_id):
+    return _render_detail(request, task_id)
+
+
+ACTIONS = {"activate", "complete", "handoff", "scale_out"}
+
+
+@require_POST
+@login_required_htmx
+def task_action(request, task_id, action):
+    """Run one workflow rule on a task from its detail page or panel."""
+    if action not in ACTIONS:
+        raise Http404("No such action.")
+    task = get_object_or_404(Task, pk=task_id)
+    actor = _actor(request)
+    data = request.POST
+    try:
+        if action == "activate":
+            workflow.activate(task_id=task.pk, actor=actor)
+            done = f"{task.pk} is active."
+        elif action == "complete":
+            result = workflow.complete(
+                task_id=task.pk, actor=actor, by_human=True, handoff_note=data.get("note", "")
+            )
+            started = ", ".join(result.started) or "none"
+            done = f"{task.pk} is done. Successors started now: {started}."
+        elif action == "handoff":
+            next_id = (data.get("next_task_id") or "").strip()
+            if not next_id:
+                raise WorkflowError("validation_error", "Choose the task to hand off to.", 422)
+            successor, mode = workflow.auto_handoff(
+                task_id=task.pk, next_task_id=next_id, note=data.get("note", ""), actor=actor
+            )
+            done = f"{task.pk} hands its baton to {successor.pk} ({mode})."
+        else:
+            result = workflow.scale_out(
+                task_id=task.pk,
+                actor=actor,
+                by_human=True,
+                reason=data.get("reason", "") or "manual",
+                note=data.get("note", ""),
+            )
+            done = f"{task.pk} scaled out to {result.continuation.pk}."
+    except WorkflowError as refusal:
+        messages.error(request, refusal.detail)
+        if request.htmx:
+            return _render_detail(request, task.pk, status=refusal.status)
+        return redirect("task_detail", task_id=task.pk)
+    messages.success(request, done)
+    if request.htmx:
+        return _render_detail(request, task.pk)
+    return redirect("task_detail", task_id=task.pk)
+
+
+# Import / export -----------------------------------------------------------------------------
+
+UPLOAD_SESSION_KEY = "podboard_import_upload"
+
+
+def _upload_dir():
+    path = Path(tempfile.gettempdir()) / "podboard-imports"
+    path.mkdir(mode=0o700, exist_ok=True)
+    return path
+
+
+def _stored_upload(request):
+    name = request.session.get(UPLOAD_SESSION_KEY, "")
+    if not name or "/" in name or name.startswith("."):
+        return None
+    path = _upload_dir() / name
+    return path if path.is_file() else None
+
+
+def _forget_upload(request):
+    path = _stored_upload(request)
+    request.session.pop(UPLOAD_SESSION_KEY, None)
+    if path is not None:
+        path.unlink(missing_ok=True)
+
+
+@staff_required
+def import_view(request):
+    """Upload a zip → dry-run preview → confirm. Nothing is written before the confirmation."""
+    try:
+        from . import yaml_io
+    except ImportError:
+        return render(request, "tasks_app/import.html", {"unavailable": True}, status=503)
+    context = {}
+    if request.method == "POST" and request.POST.get("step") == "confirm":
+        path = _stored_upload(request)
+        if path is None:
+            messages.error(request, "The upload expired; choose the file again.")
+            return redirect("import")
+        try:
+            with path.open("rb") as fileobj:
+                summary = yaml_io.import_zip(fileobj, actor=_actor(request), dry_run=False)
+        except yaml_io.ImportErrors as errors:
+            context["problems"] = [str(p) for p in errors.problems]
+        else:
+            _forget_upload(request)
+            messages.success(request, "Imported: " + _summary_text(summary))
+            return redirect("board")
+    elif request.method == "POST":
+        upload = request.FILES.get("archive")
+        if upload is None:
+            context["problems"] = ["Choose a .zip file of a task directory."]
+        else:
+            _forget_upload(request)
+            name = secrets.token_hex(16) + ".zip"
+            path = _upload_dir() / name
+            with path.open("wb") as out:
+                for chunk in upload.chunks():
+                    out.write(chunk)
+            os.chmod(path, 0o600)
+            try:
+                with path.open("rb") as fileobj:
+                    summary = yaml_io.import_zip(fileobj, actor=_actor(request), dry_run=True)
+            except yaml_io.ImportErrors as errors:
+                path.unlink(missing_ok=True)
+                context["problems"] = [str(p) for p in errors.problems]
+            else:
+                request.session[UPLOAD_SESSION_KEY] = name
+                context.update(preview=_summary_rows(summary), filename=upload.name)
+    elif request.method != "GET":
+        return HttpResponse(status=405)
+    return render(
+        request, "tasks_app/import.html", context, status=422 if context.get("problems") else 200
+    )
+
+
+def _as_list(value):
+    if isinstance(value, int):
+        return [], value
+    items = list(value or [])
+    return items, len(items)
+
+
+def _summary_rows(summary):
+    rows = []
+    for key, label in [
+        ("created", "Created"),
+        ("updated", "Updated"),
+        ("unchanged", "Unchanged"),
+        ("pods_created", "Pods created"),
+        ("pods_updated", "Pods updated"),
+    ]:
+        if key not in summary:
+            continue
+        items, count = _as_list(summary.get(key))
+        rows.append({"label": label, "count": count, "items": [str(i) for i in items][:200]})
+    return rows
+
+
+def _summary_text(summary):
+    return ", ".join(f"{row['count']} {row['label'].lower()}" for row in _summary_rows(summary))
+
+
+@require_GET
+@staff_required
+def export_view(request):
+    try:
+        from . import yaml_io
+    except ImportError:
+        return render(request, "tasks_app/import.html", {"unavailable": True}, status=503)
+    data = yaml_io.export_zip()
+    response = HttpResponse(data, content_type="application/zip")
+    response["Content-Disposition"] = 'attachment; filename="podboard-tasks.zip"'
+    return response
