@@ -167,21 +167,14 @@ def move_view(request):
     to_pod_name = data.get("to_pod") or task.pod_owner.name
     try:
         version = int(data["version"]) if data.get("version") else None
-        to_pod = Pod.objects.filter(name=to_pod_name).first() or task.pod_owner
-        position = board.position_between(
-            task,
-            pod=to_pod,
-            status=to_status,
-            after_id=data.get("after", ""),
-            before_id=data.get("before", ""),
-        )
         moved = workflow.move(
             task_id=task.pk,
             actor=_actor(request),
             to_status=to_status,
             to_pod=to_pod_name,
             version=version,
-            position=position,
+            after_id=data.get("after", ""),
+            before_id=data.get("before", ""),
         )
     except ValueError:
         return _move_refused(request, WorkflowError("validation_error", "Bad version.", 422), task)

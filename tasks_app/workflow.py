@@ -887,8 +887,22 @@ def scale_out(
 # Rule 8: move --------------------------------------------------------------------------------
 
 
-def move(*, task_id, actor, to_status=None, to_pod=None, version=None, position=None):
-    """Apply a human's drag: another column and/or pod lane (and an order inside the column)."""
+def move(
+    *,
+    task_id,
+    actor,
+    to_status=None,
+    to_pod=None,
+    version=None,
+    position=None,
+    after_id="",
+    before_id="",
+):
+    """Apply a human's drag: another column and/or pod lane, and an order inside the column.
+
+    The order is ``position``, or the place between the cards ``after_id`` (shown above the
+    drop) and ``before_id`` (below it).
+    """
     with transaction.atomic():
         task = _lock(task_id)
         if version is not None and int(version) != task.version:
@@ -919,6 +933,10 @@ def move(*, task_id, actor, to_status=None, to_pod=None, version=None, position=
         if changed:
             _save(task, now, *changed)
         effect = _move_column(task, from_status, to_status, actor, now)
+        if position is None and (after_id or before_id):
+            position = _position_between(task, pod, to_status, after_id, before_id)
+            if position is not None:
+                Task.objects.filter(pk=task.pk).update(position=position)
         _record(
             _event(
                 task,
@@ -933,6 +951,36 @@ def move(*, task_id, actor, to_status=None, to_pod=None, version=None, position=
         )
         task.refresh_from_db()
         return task
+
+
+def _position_between(task, pod, status, after_id, before_id):
+    """Return the ``position`` that puts ``task`` between two neighbours of its column.
+
+    Only neighbours with the task's priority count (priority orders the column first); None
+    when there is nothing to order against. When the neighbours share a position (every task
+    starts at 0), the cards of that priority are spaced out first.
+    """
+    if status == Status.DONE:  # Done is ordered by completion time, not by hand.
+        return None
+    band = Task.objects.filter(pod_owner=pod, status=status, priority=task.priority).exclude(
+        pk=task.pk
+    )
+    found = dict(band.filter(pk__in=[after_id, before_id]).values_list("pk", "position"))
+    above, below = found.get(after_id), found.get(before_id)
+    if above is None and below is None:
+        return None
+    if above is None:
+        return below - 1.0
+    if below is None:
+        return above + 1.0
+    if above < below:
+        return (above + below) / 2
+    others = list(band.order_by("position", "created_at", "id").only("pk", "position"))
+    for index, other in enumerate(others):
+        other.position = float(index)
+    Task.objects.bulk_update(others, ["position"], batch_size=500)
+    spaced = {other.pk: other.position for other in others}
+    return (spaced[after_id] + spaced[before_id]) / 2
 
 
 def _move_column(task, from_status, to_status, actor, now):

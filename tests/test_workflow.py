@@ -526,3 +526,26 @@ def test_create_task_refuses_a_bad_id(pods):
     with pytest.raises(WorkflowError) as err:
         workflow.create_task(id="../etc", title="x", pod_owner=pods["DevPod"])
     assert err.value.status == 422
+
+
+def test_move_between_two_cards_orders_the_column_and_next_follows_it(make_task, pods):
+    for tid in ("DEV-A", "DEV-B", "DEV-C"):
+        make_task(tid)
+    moved = workflow.move(task_id="DEV-C", actor="lead", after_id="DEV-A", before_id="DEV-B")
+    order = list(Task.objects.filter(status="ready").order_by("position", "created_at"))
+    assert [t.pk for t in order] == ["DEV-A", "DEV-C", "DEV-B"]
+    assert moved.position == Task.objects.get(pk="DEV-C").position
+    claims = [workflow.claim_next(pod=pods["DevPod"], instance=f"I{i}").pk for i in range(3)]
+    assert claims == ["DEV-A", "DEV-C", "DEV-B"]
+
+
+def test_refused_move_leaves_the_order_untouched(make_task):
+    make_task("PROD-1", pod="ProductPod")
+    for tid in ("DEV-A", "DEV-B"):
+        make_task(tid)
+    make_task("DEV-X", depends_on=["PROD-1"])
+    with pytest.raises(WorkflowError):
+        workflow.move(
+            task_id="DEV-X", actor="lead", to_status="active", after_id="DEV-A", before_id="DEV-B"
+        )
+    assert set(Task.objects.values_list("position", flat=True)) == {0.0}
