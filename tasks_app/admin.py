@@ -1,0 +1,516 @@
+"""The Django admin: edit anything, run the workflow rules as actions, manage pod tokens.
+
+State changes that have a rule (activate, complete, scale out, lease expiry) go through
+``tasks_app.workflow``; a plain edit of a task is recorded as an ``edited`` event with
+``workflow.record_edit`` once its dependencies are saved.
+"""
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import Count, Exists, OuterRef, Q
+from django.http import HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+from django.utils.html import format_html, format_html_join
+
+from . import workflow
+from .models import (
+    AutoModeRule,
+    Event,
+    HandoffNote,
+    Pod,
+    PodToken,
+    Status,
+    Task,
+    Thought,
+    TraceStep,
+)
+from .workflow import WorkflowError
+
+HISTORY_ROWS = 20
+
+
+def _actor(request):
+    return request.user.get_username()
+
+
+def _run_rule(modeladmin, request, queryset, verb, rule):
+    """Apply ``rule(task_id)`` to each selected task; report successes and refusals."""
+    done = []
+    for task_id in queryset.order_by("pk").values_list("pk", flat=True):
+        try:
+            rule(task_id)
+        except WorkflowError as exc:
+            modeladmin.message_user(request, f"{task_id}: {exc.detail}", messages.ERROR)
+        else:
+            done.append(task_id)
+    if done:
+        modeladmin.message_user(
+            request, f"{verb} {len(done)} task(s): {', '.join(done)}.", messages.SUCCESS
+        )
+
+
+# Pods and tokens -----------------------------------------------------------------------------
+
+
+class PodTokenInline(admin.TabularInline):
+    model = PodToken
+    fields = ["prefix_shown", "label", "created_at", "last_used_at", "revoked_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    show_change_link = True
+
+    @admin.display(description="token")
+    def prefix_shown(self, token):
+        return f"{token.prefix}…"
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(Pod)
+class PodAdmin(admin.ModelAdmin):
+    list_display = ["name", "order", "wip_limit", "active_tasks", "ready_tasks", "tokens"]
+    list_editable = ["order", "wip_limit"]
+    search_fields = ["name"]
+    inlines = [PodTokenInline]
+
+    def get_queryset(self, request):
+        return (
+            super()
+            .get_queryset(request)
+            .annotate(
+                n_active=Count("tasks", filter=Q(tasks__status=Status.ACTIVE), distinct=True),
+                n_ready=Count("tasks", filter=Q(tasks__status=Status.READY), distinct=True),
+                n_tokens=Count("tokens", filter=Q(tokens__revoked_at=None), distinct=True),
+            )
+        )
+
+    @admin.display(description="active", ordering="n_active")
+    def active_tasks(self, pod):
+        return pod.n_active
+
+    @admin.display(description="ready", ordering="n_ready")
+    def ready_tasks(self, pod):
+        return pod.n_ready
+
+    @admin.display(description="live tokens", ordering="n_tokens")
+    def tokens(self, pod):
+        return pod.n_tokens
+
+
+class PodTokenForm(forms.ModelForm):
+    class Meta:
+        model = PodToken
+        fields = ["pod", "label"]
+
+
+@admin.register(PodToken)
+class PodTokenAdmin(admin.ModelAdmin):
+    """Issue tokens (the raw value is shown on one page, once) and revoke them."""
+
+    list_display = ["prefix_shown", "pod", "label", "created_at", "last_used_at", "is_active"]
+    list_filter = ["pod", ("revoked_at", admin.EmptyFieldListFilter)]
+    search_fields = ["label", "prefix", "pod__name"]
+    actions = ["revoke"]
+    form = PodTokenForm
+
+    @admin.display(description="token")
+    def prefix_shown(self, token):
+        return f"{token.prefix}…"
+
+    @admin.display(description="active", boolean=True)
+    def is_active(self, token):
+        return token.is_active
+
+    def get_fields(self, request, obj=None):
+        if obj is None:
+            return ["pod", "label"]
+        return ["pod", "label", "prefix_shown", "created_at", "last_used_at", "revoked_at"]
+
+    def get_readonly_fields(self, request, obj=None):
+        if obj is None:
+            return []
+        return ["pod", "prefix_shown", "created_at", "last_used_at", "revoked_at"]
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            obj.save(update_fields=["label"])
+            return
+        token, raw = PodToken.issue(pod=obj.pod, label=obj.label)
+        obj.pk, obj.key_hash, obj.prefix, obj.created_at = (
+            token.pk,
+            token.key_hash,
+            token.prefix,
+            token.created_at,
+        )
+        obj._state.adding = False
+        obj._state.db = token._state.db
+        # Kept on the request only: the raw value is rendered once and never stored.
+        request._podboard_raw_token = raw
+
+    def response_add(self, request, obj, post_url_continue=None):
+        raw = getattr(request, "_podboard_raw_token", None)
+        if raw is None:
+            return super().response_add(request, obj, post_url_continue)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Token for {obj.pod.name}",
+            "opts": self.opts,
+            "token": obj,
+            "raw_token": raw,
+            "changelist_url": reverse("admin:tasks_app_podtoken_changelist"),
+        }
+        # The admin's views are never_cache: the page is not kept by the browser either.
+        return TemplateResponse(request, "admin/tasks_app/podtoken/issued.html", context)
+
+    @admin.action(description="Revoke selected tokens")
+    def revoke(self, request, queryset):
+        count = queryset.filter(revoked_at=None).update(revoked_at=timezone.now())
+        self.message_user(request, f"Revoked {count} token(s).", messages.SUCCESS)
+
+
+# Tasks ---------------------------------------------------------------------------------------
+
+
+class TaskAdminForm(forms.ModelForm):
+    """Refuse a dependency cycle with a form error (the admin builds the fields)."""
+
+    def clean(self):
+        cleaned = super().clean()
+        task_id = cleaned.get("id") or self.instance.pk
+        depends_on = cleaned.get("depends_on")
+        if task_id and depends_on is not None:
+            path = workflow.find_cycle(task_id, [t.pk for t in depends_on])
+            if path:
+                self.add_error(
+                    "depends_on",
+                    f"{task_id} cannot depend on {path[1]}: that makes a cycle "
+                    f"({' → '.join(path)}).",
+                )
+        return cleaned
+
+
+class HandoffNoteInline(admin.StackedInline):
+    model = HandoffNote
+    fk_name = "from_task"
+    verbose_name = "handoff note written"
+    verbose_name_plural = "handoff notes written"
+    extra = 0
+    autocomplete_fields = ["to_task"]
+    fields = [
+        ("to_task", "reason", "handoff_type", "mode"),
+        "note",
+        ("token_count", "author", "created_at"),
+    ]
+
+
+class TraceStepInline(admin.TabularInline):
+    model = TraceStep
+    extra = 0
+    fields = ["step", "action", "rationale", "tokens", "at"]
+
+
+class ThoughtInline(admin.TabularInline):
+    model = Thought
+    extra = 0
+    fields = ["step", "thought", "at"]
+
+
+class BlockedFilter(admin.SimpleListFilter):
+    title = "blocked"
+    parameter_name = "blocked"
+
+    def lookups(self, request, model_admin):
+        return [("yes", "Blocked"), ("no", "Not blocked")]
+
+    def queryset(self, request, queryset):
+        if self.value() == "yes":
+            return queryset.filter(is_blocked_now=True)
+        if self.value() == "no":
+            return queryset.filter(is_blocked_now=False)
+        return queryset
+
+
+@admin.register(Task)
+class TaskAdmin(admin.ModelAdmin):
+    form = TaskAdminForm
+    list_display = [
+        "id",
+        "title",
+        "pod_owner",
+        "status",
+        "task_type",
+        "priority",
+        "handoff_mode",
+        "claimed_by",
+        "blocked",
+    ]
+    list_filter = ["pod_owner", "status", "task_type", "handoff_mode", BlockedFilter]
+    list_select_related = ["pod_owner"]
+    search_fields = ["id", "title"]
+    autocomplete_fields = ["depends_on", "handoff_from"]
+    list_per_page = 50
+    show_full_result_count = False
+    inlines = [HandoffNoteInline, TraceStepInline, ThoughtInline]
+    actions = ["activate", "complete", "scale_out", "expire_leases", "export_selected"]
+    fieldsets = [
+        (
+            None,
+            {
+                "fields": [
+                    "id",
+                    "title",
+                    "description",
+                    ("pod_owner", "status"),
+                    ("task_type", "priority", "handoff_mode"),
+                ]
+            },
+        ),
+        ("Baton", {"fields": ["depends_on", "handoff_from", "scale_root"]}),
+        ("Work", {"fields": ["prompt", "inputs", "outputs", "reasoning_summary", "token_count"]}),
+        ("Claim", {"fields": [("claimed_by", "lease_expires_at")]}),
+        (
+            "History",
+            {
+                "fields": [
+                    ("created_at", "started_at", "completed_at"),
+                    ("updated_at", "version"),
+                    "event_history",
+                ]
+            },
+        ),
+    ]
+
+    def get_queryset(self, request):
+        blocked = Exists(
+            Task.depends_on.through.objects.filter(from_task_id=OuterRef("pk")).exclude(
+                to_task__status=Status.DONE
+            )
+        )
+        return super().get_queryset(request).annotate(is_blocked_now=blocked)
+
+    def get_readonly_fields(self, request, obj=None):
+        fields = ["updated_at", "version", "event_history"]
+        if obj is not None:
+            fields.insert(0, "id")  # the natural key is used in URLs, YAML and the API
+        return fields
+
+    @admin.display(description="blocked", boolean=True, ordering="is_blocked_now")
+    def blocked(self, task):
+        return task.is_blocked_now
+
+    @admin.display(description="events")
+    def event_history(self, task):
+        if task is None or task.pk is None:
+            return "—"
+        rows = list(Event.objects.filter(task_key=task.pk).order_by("-id")[:HISTORY_ROWS])
+        url = reverse("admin:tasks_app_event_changelist") + f"?task_key={task.pk}"
+        if not rows:
+            return format_html('No events yet. <a href="{}">Event list</a>', url)
+        body = format_html_join(
+            "",
+            "<tr><td>#{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} → {}</td><td>{}</td></tr>",
+            (
+                (
+                    e.id,
+                    e.created_at.strftime("%Y-%m-%d %H:%M:%S"),
+                    e.kind,
+                    e.actor or "—",
+                    e.from_status or "·",
+                    e.to_status or "·",
+                    _pods(e),
+                )
+                for e in rows
+            ),
+        )
+        return format_html(
+            "<table><thead><tr><th>seq</th><th>at (UTC)</th><th>kind</th><th>actor</th>"
+            "<th>status</th><th>pod</th></tr></thead><tbody>{}</tbody></table>"
+            '<p><a href="{}">All events of {}</a></p>',
+            body,
+            url,
+            task.pk,
+        )
+
+    # Saving: creation and edits are recorded as events and announced to boards.
+
+    def save_model(self, request, obj, form, change):
+        if change:
+            old = Task.objects.filter(pk=obj.pk).values("status", "pod_owner__name").first() or {}
+            request._podboard_before = (old.get("status", ""), old.get("pod_owner__name", ""))
+            super().save_model(request, obj, form, change)
+            return
+        fields = {
+            name: form.cleaned_data[name]
+            for name in form.cleaned_data
+            if name not in ("id", "title", "pod_owner", "depends_on", "handoff_from")
+            and name in {f.name for f in Task._meta.concrete_fields}
+        }
+        created = workflow.create_task(
+            actor=_actor(request),
+            id=obj.id,
+            title=obj.title,
+            pod_owner=obj.pod_owner,
+            depends_on=[t.pk for t in form.cleaned_data.get("depends_on") or []],
+            handoff_from=obj.handoff_from_id,
+            **fields,
+        )
+        obj._state.adding = False
+        obj._state.db = created._state.db
+        obj.version = created.version
+
+    def save_related(self, request, form, formsets, change):
+        super().save_related(request, form, formsets, change)
+        if not change:
+            return
+        changed = set(form.changed_data)
+        for formset in formsets:
+            if formset.has_changed():
+                changed.add(formset.prefix)
+        from_status, from_pod = getattr(request, "_podboard_before", ("", ""))
+        task = Task.objects.select_related("pod_owner").get(pk=form.instance.pk)
+        workflow.record_edit(
+            task=task,
+            actor=_actor(request),
+            changed=changed,
+            from_status=from_status,
+            from_pod=from_pod,
+        )
+
+    # Actions: each calls its workflow rule and reports refusals as messages.
+
+    @admin.action(description="Activate selected tasks (ready → active)")
+    def activate(self, request, queryset):
+        actor = _actor(request)
+        _run_rule(
+            self,
+            request,
+            queryset,
+            "Activated",
+            lambda tid: workflow.activate(task_id=tid, actor=actor),
+        )
+
+    @admin.action(description="Complete selected tasks (as you)")
+    def complete(self, request, queryset):
+        actor = _actor(request)
+        _run_rule(
+            self,
+            request,
+            queryset,
+            "Completed",
+            lambda tid: workflow.complete(task_id=tid, actor=actor, by_human=True),
+        )
+
+    @admin.action(description="Scale out selected tasks (continue on a new instance)")
+    def scale_out(self, request, queryset):
+        actor = _actor(request)
+        made = []
+
+        def rule(tid):
+            done = workflow.scale_out(task_id=tid, actor=actor, reason="manual", by_human=True)
+            made.append(done.continuation.pk)
+
+        _run_rule(self, request, queryset, "Scaled out", rule)
+        if made:
+            self.message_user(request, f"Continuations: {', '.join(made)}.", messages.INFO)
+
+    @admin.action(description="Expire ran-out leases now (all tasks)")
+    def expire_leases(self, request, queryset):
+        count = workflow.expire_leases()
+        self.message_user(
+            request, f"Returned {count} task(s) with an expired lease to Ready.", messages.SUCCESS
+        )
+
+    @admin.action(description="Export selected tasks as a YAML directory (zip)")
+    def export_selected(self, request, queryset):
+        from . import yaml_io
+
+        task_ids = list(queryset.order_by("pk").values_list("pk", flat=True))
+        data = yaml_io.export_zip(task_ids)
+        stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
+        response = HttpResponse(data, content_type="application/zip")
+        response["Content-Disposition"] = f'attachment; filename="podboard-tasks-{stamp}.zip"'
+        return response
+
+
+def _pods(event):
+    if event.from_pod and event.to_pod and event.from_pod != event.to_pod:
+        return f"{event.from_pod} → {event.to_pod}"
+    return event.to_pod or event.from_pod or "·"
+
+
+# Notes, traces, rules, events ----------------------------------------------------------------
+
+
+@admin.register(HandoffNote)
+class HandoffNoteAdmin(admin.ModelAdmin):
+    list_display = [
+        "from_task",
+        "to_task",
+        "reason",
+        "handoff_type",
+        "mode",
+        "token_count",
+        "author",
+        "created_at",
+    ]
+    list_filter = ["reason", "handoff_type", "mode"]
+    search_fields = ["from_task__id", "to_task__id", "note", "author"]
+    autocomplete_fields = ["from_task", "to_task"]
+    list_select_related = ["from_task", "to_task"]
+
+
+@admin.register(TraceStep)
+class TraceStepAdmin(admin.ModelAdmin):
+    list_display = ["task", "step", "action", "tokens", "at"]
+    search_fields = ["task__id", "action", "rationale"]
+    autocomplete_fields = ["task"]
+    list_select_related = ["task"]
+
+
+@admin.register(Thought)
+class ThoughtAdmin(admin.ModelAdmin):
+    list_display = ["task", "step", "thought", "at"]
+    search_fields = ["task__id", "thought"]
+    autocomplete_fields = ["task"]
+    list_select_related = ["task"]
+
+
+@admin.register(AutoModeRule)
+class AutoModeRuleAdmin(admin.ModelAdmin):
+    list_display = ["task_type", "mode", "note"]
+    list_editable = ["mode"]
+    search_fields = ["task_type"]
+
+
+@admin.register(Event)
+class EventAdmin(admin.ModelAdmin):
+    """The append-only history: readable, never written from here."""
+
+    list_display = [
+        "id",
+        "created_at",
+        "kind",
+        "task_key",
+        "actor",
+        "from_status",
+        "to_status",
+        "from_pod",
+        "to_pod",
+    ]
+    list_filter = ["kind", "to_pod"]
+    search_fields = ["=task_key", "actor"]
+    show_full_result_count = False
+    list_per_page = 100
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,689 @@
+"""Simulated pods for the demo: instances of ProductPod, DevPod and QAPod working the pod API.
+
+Each instance is a small state machine driven by one scheduler, so a run is deterministic for a
+seed (given the same answers from the server): pull with ``next``, read the start context,
+send a few trace heartbeats, then complete with outputs, a handoff note, a reasoning trace and
+a chain of thought. Some instances run out of context and scale out, some stall and stop
+answering (their lease expires), some hand off to a follow-up task they file themselves. When
+the first pod's queue runs dry it files a new chain of work so the board keeps moving.
+
+The simulator only speaks HTTP (``httpx.Client``): it runs against a live server, or against
+Django in-process through any httpx transport in tests.
+"""
+
+import heapq
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass, field
+
+import httpx
+
+FEATURES = [
+    "Sign-in with OAuth",
+    "Password-less magic links",
+    "CSV export of reports",
+    "Dark mode",
+    "Audit log",
+    "API rate limiting",
+    "Outgoing webhooks",
+    "Team invitations",
+    "Billing page",
+    "Search across projects",
+    "Two-factor recovery codes",
+    "Slack notifications",
+    "Bulk task import",
+    "Usage dashboard",
+    "Per-project permissions",
+    "Email digest",
+    "Offline mode for the mobile app",
+    "Onboarding checklist",
+    "Data retention policy",
+    "Public status page",
+]
+
+ACTIONS = {
+    "ProductPod": [
+        ("Read the customer interviews", "Scope the problem before the solution"),
+        ("Draft the user stories", "Each story needs an acceptance test QA can run"),
+        ("Check the threat model", "Security constraints shape the spec"),
+        ("List what is out of scope", "Keep DevPod's change small"),
+        ("Write acceptance criteria", "QAPod tests exactly these"),
+    ],
+    "DevPod": [
+        ("Read the spec and linked outputs", "Start from ProductPod's decisions"),
+        ("Sketch the data model", "Migrations are the hardest part to change later"),
+        ("Implement the view and the API", "One code path for both callers"),
+        ("Write unit tests", "Prove the acceptance criteria before QA does"),
+        ("Refactor the service layer", "Keep the module under a few hundred lines"),
+        ("Run the whole test suite", "Nothing else may break"),
+    ],
+    "QAPod": [
+        ("Read the acceptance criteria", "Test what was promised"),
+        ("Run the end-to-end suite", "Catch integration gaps"),
+        ("Try the edge cases by hand", "Empty input, huge input, unicode"),
+        ("Check accessibility", "Keyboard and screen reader paths"),
+        ("Write the test report", "The lead reads this before release"),
+    ],
+}
+GENERIC_ACTIONS = [
+    ("Read the start context", "Begin from the baton"),
+    ("Do the work", "This is what the task asks"),
+    ("Check the result", "Before handing off"),
+]
+THOUGHTS = [
+    "The handoff note answers the open question, so I can skip re-reading the brief.",
+    "This is larger than it looks; split the change if the context fills up.",
+    "The linked outputs are enough to start; no need to ask the previous pod.",
+    "Prefer the smallest change that satisfies the acceptance criteria.",
+    "An edge case here would surprise QA; cover it now.",
+    "The trace so far shows the risky step is done; the rest is routine.",
+]
+TASK_TYPES = {"ProductPod": "spec", "DevPod": "build", "QAPod": "qa"}
+TITLE_VERBS = {"ProductPod": "Spec", "DevPod": "Build", "QAPod": "Test"}
+
+
+def id_prefix(pod):
+    """Return the id prefix of tasks the simulator files for ``pod`` (``DevPod`` → ``DEV``)."""
+    known = {"ProductPod": "PROD", "DevPod": "DEV", "QAPod": "QA"}
+    if pod in known:
+        return known[pod]
+    return re.sub(r"(?i)pod$", "", pod).upper() or pod.upper()
+
+
+@dataclass
+class Chances:
+    """How often an instance does something other than a plain completion (0..1 each)."""
+
+    stall: float = 0.07
+    scale_out: float = 0.15
+    auto_handoff: float = 0.12
+
+
+@dataclass
+class Stats:
+    actions: int = 0
+    claimed: int = 0
+    heartbeats: int = 0
+    completed: int = 0
+    scaled_out: int = 0
+    stalled: int = 0
+    sync_handoffs: int = 0
+    auto_handoffs: int = 0
+    filed: int = 0
+    lost: int = 0
+    errors: int = 0
+
+    def line(self):
+        return ", ".join(f"{name} {value}" for name, value in vars(self).items())
+
+
+class RealClock:
+    """Wall-clock time; ``sleep`` wakes early when ``stop`` is set."""
+
+    def __init__(self, stop):
+        self.stop = stop
+
+    def now(self):
+        return time.monotonic()
+
+    def sleep(self, seconds):
+        if seconds > 0:
+            self.stop.wait(seconds)
+
+
+class VirtualClock:
+    """Time that jumps to the next scheduled action at once (tests, ``--speed 0``)."""
+
+    def __init__(self):
+        self.t = 0.0
+
+    def now(self):
+        return self.t
+
+    def sleep(self, seconds):
+        self.t += max(0.0, seconds)
+
+
+class PodApi:
+    """Call the pod API with the token of the pod an instance plays."""
+
+    def __init__(self, http, tokens, trace_path="/api/tasks/{id}/trace"):
+        self.http = http
+        self.tokens = dict(tokens)
+        self.trace_path = trace_path
+
+    def call(self, method, path, *, pod, json=None, params=None):
+        """Return ``(status, body)``; the body is parsed JSON, or None when empty."""
+        response = self.http.request(
+            method,
+            path,
+            json=json,
+            params=params,
+            headers={"Authorization": f"Bearer {self.tokens[pod]}", "Accept": "application/json"},
+        )
+        body = None
+        if response.content:
+            try:
+                body = response.json()
+            except ValueError:
+                body = {"code": "bad_response", "detail": response.text[:200]}
+        return response.status_code, body
+
+    def next(self, pod, instance):
+        return self.call(
+            "POST", "/api/tasks/next", pod=pod, json={"pod_owner": pod, "instance": instance}
+        )
+
+    def start(self, pod, task_id, instance):
+        return self.call(
+            "POST", f"/api/tasks/{task_id}/start", pod=pod, json={"instance": instance}
+        )
+
+    def trace(self, pod, task_id, payload):
+        return self.call("POST", self.trace_path.format(id=task_id), pod=pod, json=payload)
+
+    def complete(self, pod, task_id, payload):
+        return self.call("POST", f"/api/tasks/{task_id}/complete", pod=pod, json=payload)
+
+    def auto_handoff(self, pod, task_id, next_task_id, note, instance=""):
+        return self.call(
+            "POST",
+            f"/api/tasks/{task_id}/auto_handoff",
+            pod=pod,
+            json={"next_task_id": next_task_id, "note": note, "instance": instance},
+        )
+
+    def create(self, pod, payload):
+        return self.call("POST", "/api/tasks", pod=pod, json=payload)
+
+    def get(self, pod, task_id):
+        return self.call("GET", f"/api/tasks/{task_id}", pod=pod)
+
+    def list(self, pod, **params):
+        return self.call("GET", "/api/tasks", pod=pod, params=params)
+
+
+@dataclass(order=True)
+class _Turn:
+    at: float
+    order: int
+    agent: "Agent" = field(compare=False)
+
+
+@dataclass
+class Agent:
+    """One running instance of a pod, and the task it works on."""
+
+    pod: str
+    name: str
+    task_id: str = ""
+    title: str = ""
+    fate: str = ""  # "complete" | "scale_out" | "stall" | "auto_handoff"
+    steps_left: int = 0
+    step_no: int = 0
+    tokens: int = 0
+    started: bool = False
+
+
+class Simulator:
+    """Play pod instances against the API until stopped or a bound is reached."""
+
+    def __init__(
+        self,
+        api,
+        *,
+        pods=("ProductPod", "DevPod", "QAPod"),
+        instances=2,
+        speed=1.0,
+        seed=None,
+        clock=None,
+        stop=None,
+        log=None,
+        chances=None,
+        token_limit=15_000,
+        max_open=None,
+    ):
+        if not pods:
+            raise ValueError("Name at least one pod to simulate.")
+        self.api = api
+        self.pods = list(pods)
+        self.speed = speed
+        self.rng = random.Random(seed)
+        self.stop = stop or threading.Event()
+        self.clock = clock or (VirtualClock() if not speed else RealClock(self.stop))
+        self.log_line = log or (lambda line: None)
+        self.chances = chances or Chances()
+        self.token_limit = token_limit
+        # File new work only while fewer tasks than this are open, so queues stay short.
+        self.max_open = max_open or 2 * instances * len(self.pods)
+        self.stats = Stats()
+        self.transcript = []
+        self._numbers = {pod: instances for pod in self.pods}
+        self._queue = []
+        self._order = 0
+        self._next_chain = None
+        self._t0 = self.clock.now()
+        for pod in self.pods:
+            for n in range(1, instances + 1):
+                self._schedule(Agent(pod=pod, name=f"{pod}#{n}"), self.rng.uniform(0, 1.5))
+
+    # Scheduling --------------------------------------------------------------------------
+
+    def _schedule(self, agent, delay, base=None):
+        base = self.clock.now() if base is None else base
+        self._order += 1
+        heapq.heappush(self._queue, _Turn(base + delay, self._order, agent))
+
+    def _pace(self, low, high):
+        """Return a delay in seconds: ``low``..``high`` at speed 1, shorter when faster."""
+        delay = self.rng.uniform(low, high)
+        return delay / self.speed if self.speed else delay
+
+    def log(self, agent, message):
+        line = f"{agent.name:<13} {message}"
+        self.transcript.append(line)
+        elapsed = self.clock.now() - self._t0
+        self.log_line(f"[{elapsed:7.1f}s] {line}")
+
+    def run(self, *, max_actions=None, duration=None):
+        """Run until ``stop`` is set, ``max_actions`` steps ran or ``duration`` seconds passed."""
+        while self._queue and not self.stop.is_set():
+            if max_actions is not None and self.stats.actions >= max_actions:
+                break
+            turn = heapq.heappop(self._queue)
+            if duration is not None and turn.at - self._t0 > duration:
+                break
+            self.clock.sleep(turn.at - self.clock.now())
+            if self.stop.is_set():
+                break
+            self.stats.actions += 1
+            try:
+                delay = self.step(turn.agent)
+            except httpx.HTTPError as exc:
+                self.stats.errors += 1
+                self.log(turn.agent, f"cannot reach PodBoard ({exc.__class__.__name__}); retrying")
+                # From now, so a server that went away is not hit by a burst of late turns.
+                self._schedule(turn.agent, self._pace(2, 4) if self.speed else 1.0)
+                continue
+            # Planned times, not "now": a slow answer does not reorder the instances.
+            self._schedule(turn.agent, delay, base=turn.at)
+        return self.stats
+
+    # One step of one instance --------------------------------------------------------------
+
+    def step(self, agent):
+        """Do one thing for ``agent``; return the delay before its next turn."""
+        if not agent.task_id:
+            return self._pull(agent)
+        if not agent.started:
+            return self._start(agent)
+        if agent.steps_left > 0:
+            return self._heartbeat(agent)
+        return self._finish(agent)
+
+    def _pull(self, agent):
+        status, body = self.api.next(agent.pod, agent.name)
+        if status == 200 and body:
+            task = body["task"]
+            self._take(agent, task)
+            note = body.get("handoff_note") or {}
+            why = f" (baton from {note['from']}, {note['reason']})" if note.get("from") else ""
+            self.log(agent, f"pulled {task['id']} «{task['title']}»{why}")
+            self.stats.claimed += 1
+            return self._pace(1, 3)
+        if status == 204:
+            if agent.pod == self.pods[0]:
+                self._file_work(agent)
+            return self._pace(2, 4)
+        self._refused(agent, "next", status, body)
+        return self._pace(3, 5)
+
+    def _take(self, agent, task):
+        agent.task_id, agent.title = task["id"], task["title"]
+        agent.started, agent.step_no, agent.tokens = False, 0, int(task.get("token_count") or 0)
+        roll = self.rng.random()
+        c = self.chances
+        if roll < c.stall:
+            agent.fate = "stall"
+        elif roll < c.stall + c.scale_out:
+            agent.fate = "scale_out"
+        elif roll < c.stall + c.scale_out + c.auto_handoff and self._downstream(agent.pod):
+            agent.fate = "auto_handoff"
+        else:
+            agent.fate = "complete"
+        agent.steps_left = 1 if agent.fate == "stall" else self.rng.randint(2, 4)
+
+    def _start(self, agent):
+        status, body = self.api.start(agent.pod, agent.task_id, agent.name)
+        if status != 200:
+            return self._lose(agent, "start", status, body)
+        agent.started = True
+        context = body or {}
+        linked = len(context.get("linked_outputs") or [])
+        deps = len(context.get("dependencies") or [])
+        self.log(
+            agent,
+            f"read the start context of {agent.task_id}: "
+            f"{_plural(deps, 'dependency', 'dependencies')}, "
+            f"{_plural(linked, 'linked output', 'linked outputs')}",
+        )
+        return self._pace(1, 3)
+
+    def _heartbeat(self, agent):
+        actions = ACTIONS.get(agent.pod, GENERIC_ACTIONS)
+        action, rationale = actions[agent.step_no % len(actions)]
+        if agent.fate == "scale_out":
+            # Fill the context window over the planned steps, crossing the limit on the last.
+            remaining = self.token_limit + self.rng.randint(100, 900) - agent.tokens
+            tokens = max(100, remaining // max(1, agent.steps_left))
+        else:
+            tokens = self.rng.randint(600, 2500)
+        agent.step_no += 1
+        agent.tokens += tokens
+        payload = {
+            "instance": agent.name,
+            "steps": [{"action": action, "rationale": rationale, "tokens": tokens}],
+            "token_count": agent.tokens,
+        }
+        if self.rng.random() < 0.5:
+            payload["thoughts"] = [{"thought": self.rng.choice(THOUGHTS)}]
+        status, body = self.api.trace(agent.pod, agent.task_id, payload)
+        if status != 200:
+            return self._lose(agent, "trace", status, body)
+        agent.steps_left -= 1
+        self.stats.heartbeats += 1
+        self.log(agent, f"{agent.task_id} step {agent.step_no}: {action} ({agent.tokens:,} tokens)")
+        return self._pace(1, 3)
+
+    def _finish(self, agent):
+        if agent.fate == "stall":
+            return self._stall(agent)
+        if agent.fate == "scale_out":
+            return self._complete(agent, scale_out=True)
+        if agent.fate == "auto_handoff":
+            self._auto_handoff(agent)
+        return self._complete(agent)
+
+    def _stall(self, agent):
+        """Stop answering: the task keeps a dead claim until its lease runs out."""
+        self.stats.stalled += 1
+        self.log(agent, f"stalled on {agent.task_id} and stopped answering; its lease will expire")
+        self._numbers[agent.pod] += 1
+        self._clear(agent)
+        agent.name = f"{agent.pod}#{self._numbers[agent.pod]}"
+        self.log(agent, "started as a replacement instance")
+        return self._pace(3, 6)
+
+    def _complete(self, agent, scale_out=False):
+        slug = _slug(agent.title)
+        payload = {
+            "instance": agent.name,
+            "token_count": agent.tokens,
+            "chain_of_thought": [{"thought": self.rng.choice(THOUGHTS)}],
+        }
+        if scale_out:
+            payload.update(
+                handoff_to_same_pod=True,
+                reason="capacity_reached",
+                handoff_note=(
+                    f"Context window full at {agent.tokens:,} tokens after {agent.step_no} steps. "
+                    f"Continue from step {agent.step_no + 1}; the trace has what is done."
+                ),
+                reasoning_trace={
+                    "summary": f"{agent.title}: stopped at the token limit, part done; "
+                    "the trace says what is left.",
+                    "steps": [
+                        {
+                            "action": "Write the handoff for the next instance",
+                            "rationale": "The context is full",
+                            "tokens": 150,
+                        }
+                    ],
+                },
+                outputs=[
+                    {
+                        "name": "partial work",
+                        "uri": f"wip/{slug}.md",
+                        "summary": f"What {agent.name} finished before its context filled",
+                    }
+                ],
+            )
+        else:
+            payload.update(
+                handoff_note=self._handoff_text(agent),
+                reasoning_trace={
+                    "summary": f"{agent.title}: done in {agent.step_no} steps; "
+                    f"{self.rng.choice(THOUGHTS).lower()}",
+                    "steps": [
+                        {"action": "Hand off", "rationale": "Work is complete", "tokens": 120}
+                    ],
+                },
+                outputs=[self._output(agent, slug)],
+            )
+        status, body = self.api.complete(agent.pod, agent.task_id, payload)
+        if status != 200:
+            return self._lose(agent, "complete", status, body)
+        body = body or {}
+        if scale_out:
+            continuation = (body.get("continuation") or {}).get("id", "?")
+            self.stats.scaled_out += 1
+            self.log(
+                agent,
+                f"hit its token limit at {agent.tokens:,} tokens: scaled "
+                f"{agent.task_id} out to {continuation}",
+            )
+        else:
+            self.stats.completed += 1
+            started = [ctx["task"]["id"] for ctx in body.get("next") or []]
+            waiting = [s["id"] for s in body.get("successors") or [] if s["id"] not in started]
+            self.stats.sync_handoffs += len(started)
+            detail = ""
+            if started:
+                detail += f"; sync handoff started {', '.join(started)}"
+            if waiting:
+                detail += f"; {', '.join(waiting)} waiting"
+            self.log(agent, f"completed {agent.task_id}{detail}")
+        self._clear(agent)
+        return self._pace(1, 3)
+
+    def _auto_handoff(self, agent):
+        """File a follow-up for the next pod and hand the baton to it before completing."""
+        pod = self._downstream(agent.pod)
+        prefix = id_prefix(pod)
+        for n in range(2, 50):
+            next_id = f"{agent.task_id}-{prefix}{n}" if n > 2 else f"{agent.task_id}-{prefix}"
+            payload = {
+                "id": next_id,
+                "title": f"Follow-up: {agent.title.split(': ', 1)[-1]}",
+                "pod_owner": pod,
+                "task_type": TASK_TYPES.get(pod, "follow-up"),
+                "priority": 1,
+                "handoff_mode": self.rng.choice(["sync", "async", "auto"]),
+                "prompt": f"{agent.name} found more to do while working on {agent.task_id}.\n"
+                "Pick it up from the handoff note.\n",
+            }
+            status, body = self.api.create(agent.pod, payload)
+            if status in (200, 201):
+                break
+            if status != 409:
+                self._refused(agent, "file a follow-up", status, body)
+                return
+        else:
+            return
+        status, body = self.api.auto_handoff(
+            agent.pod,
+            agent.task_id,
+            next_id,
+            f"{agent.name} hands {next_id} its baton: review what {agent.task_id} changed.",
+            instance=agent.name,
+        )
+        if status == 200:
+            self.stats.auto_handoffs += 1
+            self.log(agent, f"auto_handoff {agent.task_id} → {next_id} ({pod})")
+        else:
+            self._refused(agent, "auto_handoff", status, body)
+
+    # Filing new work -------------------------------------------------------------------------
+
+    def _file_work(self, agent):
+        """File a new chain across the simulated pods, unless enough work is already open."""
+        if self._open_tasks(agent) >= self.max_open:
+            return
+        feature = self.rng.choice(FEATURES)
+        if self._next_chain is None:
+            self._next_chain = self._first_free_number(agent)
+        previous = None
+        ids = []
+        for pod in self.pods:
+            while True:
+                task_id = f"{id_prefix(pod)}-{self._next_chain}"
+                payload = {
+                    "id": task_id,
+                    "title": f"{TITLE_VERBS.get(pod, 'Work on')}: {feature}",
+                    "pod_owner": pod,
+                    "task_type": TASK_TYPES.get(pod, "work"),
+                    "priority": self.rng.randint(0, 3),
+                    "handoff_mode": self.rng.choice(["sync", "async", "auto"]),
+                    "prompt": _prompt(pod, feature),
+                    "inputs": {"feature": feature},
+                    "depends_on": [previous] if previous else [],
+                    "handoff_from": previous,
+                }
+                status, body = self.api.create(agent.pod, payload)
+                if status == 409 and previous is None:
+                    self._next_chain += 1  # somebody else took the number: use the next
+                    continue
+                break
+            if status not in (200, 201):
+                self._refused(agent, f"file {task_id}", status, body)
+                return
+            ids.append(task_id)
+            previous = task_id
+        self._next_chain += 1
+        self.stats.filed += len(ids)
+        self.log(agent, f"queue ran dry: filed {' → '.join(ids)} «{feature}»")
+
+    def _open_tasks(self, agent):
+        """Return how many tasks are ready or active (all pods), as the API counts them."""
+        total = 0
+        for status in ("ready", "active"):
+            code, body = self.api.list(agent.pod, status=status, limit=1)
+            total += _count(body) if code == 200 else 0
+        return total
+
+    def _first_free_number(self, agent, start=1000):
+        """Return the first chain number whose first task id is free (ids are dense)."""
+        prefix = id_prefix(self.pods[0])
+
+        def taken(n):
+            return self.api.get(agent.pod, f"{prefix}-{n}")[0] == 200
+
+        if not taken(start):
+            return start
+        low, step = start, 1
+        while taken(low + step):
+            low += step
+            step *= 2
+        high = low + step  # free; low is taken
+        while high - low > 1:
+            mid = (low + high) // 2
+            if taken(mid):
+                low = mid
+            else:
+                high = mid
+        return high
+
+    # Helpers ---------------------------------------------------------------------------------
+
+    def _downstream(self, pod):
+        index = self.pods.index(pod)
+        return self.pods[index + 1] if index + 1 < len(self.pods) else None
+
+    def _handoff_text(self, agent):
+        nxt = self._downstream(agent.pod)
+        audience = f"{nxt}: " if nxt else ""
+        return (
+            f"{audience}{agent.title} is done in {agent.step_no} steps "
+            f"({agent.tokens:,} tokens). Outputs are linked; start from the acceptance "
+            "criteria.\n"
+        )
+
+    def _output(self, agent, slug):
+        if agent.pod == "ProductPod":
+            return {
+                "name": "spec",
+                "uri": f"docs/specs/{slug}.md",
+                "summary": "User stories and acceptance criteria",
+            }
+        if agent.pod == "DevPod":
+            return {
+                "name": "branch",
+                "uri": f"git://podboard/feature/{slug}",
+                "summary": "Implementation with unit tests",
+            }
+        if agent.pod == "QAPod":
+            return {
+                "name": "report",
+                "uri": f"reports/{agent.task_id}.html",
+                "summary": "All acceptance criteria pass",
+            }
+        return {"name": "result", "uri": f"results/{agent.task_id}", "summary": "Done"}
+
+    def _clear(self, agent):
+        agent.task_id = agent.title = agent.fate = ""
+        agent.started, agent.steps_left, agent.step_no, agent.tokens = False, 0, 0, 0
+
+    def _lose(self, agent, verb, status, body):
+        """The task was taken away (lease expired, a human moved it): drop it and pull again."""
+        self.stats.lost += 1
+        detail = (body or {}).get("detail", "") if isinstance(body, dict) else ""
+        self.log(agent, f"lost {agent.task_id} at {verb} ({status}: {detail})")
+        self._clear(agent)
+        return self._pace(1, 3)
+
+    def _refused(self, agent, verb, status, body):
+        self.stats.errors += 1
+        detail = (body or {}).get("detail", "") if isinstance(body, dict) else ""
+        self.log(agent, f"could not {verb}: {status} {detail}".rstrip())
+
+
+def _count(body):
+    if isinstance(body, list):
+        return len(body)
+    if isinstance(body, dict):
+        for key in ("count", "total"):
+            if isinstance(body.get(key), int):
+                return body[key]
+        for key in ("items", "results", "tasks"):
+            if isinstance(body.get(key), list):
+                return len(body[key])
+    return 0
+
+
+def _plural(n, one, many):
+    return f"{n} {one if n == 1 else many}"
+
+
+def _slug(text):
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:40] or "work"
+
+
+def _prompt(pod, feature):
+    if pod == "ProductPod":
+        return (
+            f"Write the spec for: {feature}.\n\nInclude user stories, acceptance criteria "
+            "and what is out of scope.\nKeep it short enough for DevPod to start at once.\n"
+        )
+    if pod == "DevPod":
+        return (
+            f"Build {feature} from ProductPod's spec (see the linked outputs).\n\n"
+            "Add unit tests for every acceptance criterion.\n"
+        )
+    if pod == "QAPod":
+        return (
+            f"Test {feature} against the acceptance criteria.\n\nReport every failure "
+            "with steps to reproduce.\n"
+        )
+    return f"Work on {feature}.\n"
