@@ -13,7 +13,7 @@ from .seeding import PASSWORD, USERNAME
 
 pytestmark = pytest.mark.browser
 
-DOCS = Path(__file__).resolve().parents[2] / "docs"
+SCREENS = Path(__file__).resolve().parents[2] / "var" / "screens"
 
 
 @pytest.fixture
@@ -60,9 +60,10 @@ def drag(page, task_id, lane_id):
 
 def test_board_screenshot(board):
     expect(board.locator("#lane-DevPod-active .card")).to_have_count(2)
-    DOCS.mkdir(exist_ok=True)
-    board.screenshot(path=str(DOCS / "board.png"), full_page=True)
-    assert (DOCS / "board.png").stat().st_size > 10_000
+    shot = SCREENS / "board-seeded.png"
+    shot.parent.mkdir(parents=True, exist_ok=True)
+    board.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
 
 
 def test_drag_ready_to_active(board, live_server_url):
