@@ -5,6 +5,7 @@ PostgreSQL, ``REDIS_URL`` to the Redis channel layer. See README.md for the full
 """
 
 import os
+import warnings
 from pathlib import Path
 
 import dj_database_url
@@ -190,6 +191,8 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 WHITENOISE_USE_FINDERS = True
+# WhiteNoise serves through the static finders until collectstatic has run; no need to warn.
+warnings.filterwarnings("ignore", message="No directory at", category=UserWarning)
 
 # PodBoard ------------------------------------------------------------------------------------
 
