@@ -117,8 +117,12 @@ def generate(count, *, seed=0, pods=DEFAULT_PODS):
         previous_done = progress == len(pods)
     records = records[:count]
     kept = {r.id for r in records}
+    successors = {}
     for record in records:
-        _write_notes(rng, record, records, kept)
+        for dep in record.depends_on:
+            successors.setdefault(dep, []).append(record.id)
+    for record in records:
+        _write_notes(rng, record, successors.get(record.id, []), kept)
     return pod_records, records
 
 
@@ -229,14 +233,13 @@ def _scale_out(rng, original, status):
     return continuation
 
 
-def _write_notes(rng, record, records, kept):
+def _write_notes(rng, record, successors, kept):
     """Add a note from a done task to each of its successors still in the directory."""
     if record.status != "done" or any(n["handoff_type"] == "scale" for n in record.notes):
         for note in record.notes:
             if note["to"] not in kept:
                 note["to"] = None
         return
-    successors = [r.id for r in records if record.id in r.depends_on]
     for successor in successors or [None]:
         mode = record.handoff_mode if record.handoff_mode != "auto" else rng.choice(MODES[:2])
         record.notes.append(
