@@ -434,10 +434,9 @@ def trace(*, task_id, instance, steps=(), thoughts=(), summary=None, token_count
         if token_count is not None:
             task.token_count = token_count
             fields.append("token_count")
-        Task.objects.filter(pk=task.pk).update(
-            updated_at=now, **{f: getattr(task, f) for f in fields}
-        )
         if steps or thoughts or summary is not None or token_count is not None:
+            # The card shows the token count and the lease: a new version lets boards take it.
+            _save(task, now, *fields)
             _record(
                 _event(
                     task,
@@ -448,6 +447,8 @@ def trace(*, task_id, instance, steps=(), thoughts=(), summary=None, token_count
                     token_count=task.token_count,
                 )
             )
+        elif fields:
+            Task.objects.filter(pk=task.pk).update(lease_expires_at=task.lease_expires_at)
         return task
 
 

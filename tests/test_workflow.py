@@ -549,3 +549,11 @@ def test_refused_move_leaves_the_order_untouched(make_task):
             task_id="DEV-X", actor="lead", to_status="active", after_id="DEV-A", before_id="DEV-B"
         )
     assert set(Task.objects.values_list("position", flat=True)) == {0.0}
+
+
+def test_trace_with_new_tokens_gives_the_card_a_new_version(make_task):
+    make_task("DEV-1")
+    started = workflow.start(task_id="DEV-1", instance="DevPod#1")
+    workflow.trace(task_id="DEV-1", instance="DevPod#1", token_count=4200)
+    task = Task.objects.get(pk="DEV-1")
+    assert (task.token_count, task.version) == (4200, started.version + 1)
