@@ -1,0 +1,271 @@
+#!/usr/bin/env python
+"""Run every benchmark and write docs/BENCHMARKS.md.
+
+    python bench/run_all.py                 # every bench script + the stress short form
+    python bench/run_all.py --quick         # smaller sizes, for a quick look
+    python bench/run_all.py --full-stress   # the stress section from `stress.py --full`
+    python bench/run_all.py --only live,stress
+
+The contract with each bench script: it runs on its own (its own database and ports), prints
+its result as markdown (a title line or two and a table) on stdout, progress on stderr, and
+exits 0. ``run_all`` runs each in a subprocess with the flags below, keeps its stdout for the
+report and its stderr in ``var/bench/<name>.log``. A missing script or a failed run gets a
+clear line in the report instead of its table; the other sections still run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.common import machine_info, machine_table, markdown_table  # noqa: E402
+
+REPORT = ROOT / "docs" / "BENCHMARKS.md"
+PG_FOR_VERSION = "postgres://postgres@127.0.0.1:5432/postgres"
+LOGS = ROOT / "var" / "bench"
+
+# The speed floor measured on this machine class (2 cores), for comparison with PodBoard.
+FLOOR_FACTS = [
+    (
+        "trivial django-ninja endpoint: bearer-token lookup + one atomic UPDATE",
+        "~600 req/s on two uvicorn workers (~300 on one daphne process)",
+    ),
+    ("bare SQL `FOR UPDATE SKIP LOCKED` claim loop on PostgreSQL", "~2,500 claims/s"),
+    ("channels-redis delivery to 100 sockets", "p95 ~3 ms"),
+]
+
+
+class Section:
+    """One benchmark: which script, its flags, and what the report calls it.
+
+    ``runs`` (and ``quick_runs``), when given, run the script several times, each with its own
+    ``(args, extra environment)``, and join their outputs (for scripts printing a row a run).
+    """
+
+    def __init__(
+        self, key, title, script, args=(), quick=(), intro="", timeout=1800, runs=None,
+        quick_runs=None,
+    ):  # fmt: skip
+        self.key, self.title, self.script = key, title, script
+        self.args, self.quick, self.intro, self.timeout = list(args), list(quick), intro, timeout
+        self.runs, self.quick_runs = runs, quick_runs
+
+
+YAML_PG = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/yamlbench"}
+
+SECTIONS = [
+    Section(
+        "api",
+        "Claim throughput and latency vs the framework floor",
+        "bench_api.py",
+        quick=["--seconds", "3", "--tasks", "5000"],
+        intro=(
+            "Pods pulling and completing through the HTTP API (`next` → `complete`), compared "
+            "with the floor below: a trivial endpoint on the same stack, and bare SQL."
+        ),
+    ),
+    Section(
+        "board",
+        "Board server time vs task count",
+        "bench_board.py",
+        quick=["--sizes", "100", "1000", "--runs", "3"],
+        intro="Server time to render the board (`GET /`) as the number of tasks grows.",
+    ),
+    Section(
+        "live",
+        "Live-update delay vs connected boards",
+        "bench_live.py",
+        quick=["--boards", "1,10", "--calls", "10"],
+        intro="Delay from an API change to its push arriving on every connected board.",
+    ),
+    Section(
+        "yaml",
+        "Import/export time vs task count",
+        "bench_yaml.py",
+        intro="`import_tasks` / `export_tasks` on generated task directories.",
+        runs=[
+            (["--tasks", "100"], {}),
+            (["--tasks", "1000", "--no-header"], {}),
+            (["--tasks", "10000", "--no-header"], {}),
+            (["--tasks", "1000", "--no-header"], YAML_PG),
+            (["--tasks", "10000", "--no-header"], YAML_PG),
+        ],
+        quick_runs=[
+            (["--tasks", "100"], {}),
+            (["--tasks", "1000", "--no-header"], {}),
+            (["--tasks", "1000", "--no-header"], YAML_PG),
+        ],
+    ),
+    Section(
+        "stress",
+        "Stress run",
+        "stress.py",
+        intro=(
+            "Pods of three types work a task graph through the API on several server workers "
+            "while boards watch over websockets; then every invariant is checked in the "
+            "database. The bare-SQL claim loop is measured on the same PostgreSQL as the floor."
+        ),
+        timeout=3600,
+    ),
+]
+
+
+def _bench_env():
+    """Return the environment for a bench script: never the caller's own database or Redis.
+
+    Each script picks its dedicated database (and drops it): a DATABASE_URL left in the shell
+    must not send it to somebody's development data.
+    """
+    env = {k: v for k, v in os.environ.items() if k not in ("DATABASE_URL", "REDIS_URL")}
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
+
+
+def _accepts(script, args):
+    """Return True when ``script`` mentions every ``--option`` in ``args`` (its argparse does)."""
+    source = script.read_text(encoding="utf-8", errors="replace")
+    return all(f'"{a}"' in source for a in args if a.startswith("--"))
+
+
+def _last_full_stress():
+    """Return the last `stress.py --full` run's report (``make stress``), if there is one."""
+    path = LOGS / "stress-full.json"
+    if not path.exists():
+        return "\n\n_No full stress run on record: run `make stress`._"
+    data = json.loads(path.read_text())
+    when = data.get("machine", {}).get("date", "an earlier run")
+    return f"\n\nThe last full run (`make stress`, {when}):\n\n" + data.get("markdown", "")
+
+
+def run_section(section, *, quick, full_stress):
+    """Run one bench script (once or several times); return ``(markdown, status line)``."""
+    script = ROOT / "bench" / section.script
+    if not script.exists():
+        line = f"not run: `bench/{section.script}` does not exist (yet)."
+        return f"_{line}_", line
+    runs = (section.quick_runs if quick else section.runs) or section.runs
+    if runs is None:
+        args = list(section.args)
+        if quick and _accepts(script, section.quick):
+            args += section.quick
+        runs = [(args, {})]
+    json_path = None
+    if section.key == "stress":
+        json_path = LOGS / ("stress-full.json" if full_stress else "stress-short.json")
+        extra = ["--json", str(json_path), "--log", str(LOGS / "stress-server.log")]
+        runs = [(args + extra + (["--full"] if full_stress else []), env) for args, env in runs]
+    LOGS.mkdir(parents=True, exist_ok=True)
+    log_path = LOGS / f"{section.key}.log"
+    began = time.monotonic()
+    outputs, failure = [], None
+    with open(log_path, "w") as log:
+        for args, extra_env in runs:
+            print(f"== {section.script} {' '.join(args)}", file=sys.stderr, flush=True)
+            try:
+                result = subprocess.run(
+                    [sys.executable, str(script), *args],
+                    cwd=ROOT,
+                    env={**_bench_env(), **extra_env},
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    text=True,
+                    timeout=section.timeout,
+                )
+            except subprocess.TimeoutExpired:
+                failure = f"`bench/{section.script} {' '.join(args)}` timed out after "
+                failure += f"{section.timeout}s; see `{log_path.relative_to(ROOT)}`."
+                break
+            if result.stdout.strip():
+                outputs.append(result.stdout.strip())
+            if result.returncode != 0:
+                failure = (
+                    f"`bench/{section.script} {' '.join(args)}` exited with "
+                    f"{result.returncode}; see `{log_path.relative_to(ROOT)}`."
+                )
+                break
+    seconds = time.monotonic() - began
+    body = "\n".join(outputs)
+    if json_path is not None and json_path.exists():
+        body = json.loads(json_path.read_text()).get("markdown", body)
+    if section.key == "stress" and not full_stress:
+        body += _last_full_stress()
+    if failure:
+        return (body + "\n\n" if body else "") + f"**{failure}**", failure
+    return body or "_(no output)_", f"`bench/{section.script}` ok in {seconds:.0f}s"
+
+
+def build_report(results, machine, *, quick, full_stress):
+    lines = [
+        "# PodBoard benchmarks",
+        "",
+        "Generated by `make bench` (`bench/run_all.py"
+        + (" --quick" if quick else "")
+        + (" --full-stress" if full_stress else "")
+        + "`); do not edit by hand. Each section is the markdown its script printed.",
+        "",
+        "## Machine",
+        "",
+        machine_table(machine),
+        "",
+        "## The floor",
+        "",
+        "What the stack itself can do on this machine class, measured without PodBoard's logic:",
+        "",
+        markdown_table(["floor", "figure"], FLOOR_FACTS),
+        "",
+    ]
+    for section, (body, _status) in results:
+        lines += [f"## {section.title}", ""]
+        if section.intro:
+            lines += [section.intro, ""]
+        lines += [body, ""]
+    lines += [
+        "## Runs",
+        "",
+        markdown_table(["section", "result"], [(s.title, st) for s, (_b, st) in results]),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="smaller sizes in every bench")
+    parser.add_argument("--full-stress", action="store_true", help="run stress.py --full")
+    parser.add_argument("--only", help="comma-separated sections: api,board,live,yaml,stress")
+    parser.add_argument("--output", default=str(REPORT), help="where to write the report")
+    args = parser.parse_args(argv)
+    wanted = set(args.only.split(",")) if args.only else {s.key for s in SECTIONS}
+    unknown = wanted - {s.key for s in SECTIONS}
+    if unknown:
+        parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    results = []
+    for section in SECTIONS:
+        if section.key not in wanted:
+            continue
+        body, status = run_section(section, quick=args.quick, full_stress=args.full_stress)
+        print(f"   {status}", file=sys.stderr, flush=True)
+        results.append((section, (body, status)))
+    machine = machine_info(
+        database_url=os.environ.get("STRESS_DATABASE_URL", PG_FOR_VERSION),
+        redis_url=os.environ.get("STRESS_REDIS_URL", "redis://127.0.0.1:6379/5"),
+    )
+    text = build_report(results, machine, quick=args.quick, full_stress=args.full_stress)
+    output = Path(args.output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    output.write_text(text)
+    print(f"wrote {output}", file=sys.stderr)
+    failed = [st for _s, (_b, st) in results if "exited with" in st or "timed out" in st]
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

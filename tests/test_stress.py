@@ -1,0 +1,78 @@
+"""The stress run's short form in CI: pods work a task graph through several server processes
+while boards watch, and afterwards the database shows nothing lost, doubled or out of order.
+
+It runs ``bench/stress.py`` (the same script as ``make stress``, smaller numbers) in a
+subprocess against its own database (``<test database>_stress``) and the test Redis.
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from django.db import connection
+
+from bench.common import ROOT, database_name, drop_database, with_database
+
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+
+
+@pytest.fixture
+def stress_database_url():
+    s = connection.settings_dict
+    base = os.environ.get("DATABASE_URL") or (
+        f"postgres://{s.get('USER') or 'postgres'}@{s.get('HOST') or '127.0.0.1'}:"
+        f"{s.get('PORT') or 5432}/{s['NAME']}"
+    )
+    url = with_database(base, f"{database_name(base)}_stress")
+    yield url
+    drop_database(url)
+
+
+def test_short_stress_run_loses_nothing_doubles_nothing_and_keeps_order(
+    stress_database_url, redis_url, tmp_path
+):
+    report = tmp_path / "stress.json"
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(ROOT / "bench" / "stress.py"),
+            "--tasks",
+            "300",
+            "--pods",
+            "6",
+            "--boards",
+            "3",
+            "--workers",
+            "2",
+            "--no-floor",
+            "--timeout",
+            "150",
+            "--database-url",
+            stress_database_url,
+            "--redis-url",
+            redis_url,
+            "--json",
+            str(report),
+            "--log",
+            str(tmp_path / "server.log"),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=240,
+    )
+    assert report.exists(), result.stderr[-3000:]
+    data = json.loads(report.read_text())
+    problems = {name: items for name, items in data["problems"].items() if items}
+    assert problems == {}, result.stdout[-3000:]
+    figures = data["figures"]
+    assert figures["5xx"] == 0
+    assert figures["double claims"] == 0
+    assert figures["lost tasks"] == 0
+    assert figures["scale-outs (continuations)"] > 0
+    modes = figures["handoff notes by mode"]
+    assert modes.get("sync", 0) > 0 and modes.get("async", 0) > 0
+    assert figures["ws messages received"] > 0
+    assert result.returncode == 0, result.stdout[-3000:]
