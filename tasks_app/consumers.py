@@ -35,6 +35,7 @@ class BoardConsumer(AsyncWebsocketConsumer):
         self.gap_mark = None
         await self.channel_layer.group_add(live.BOARD_GROUP, self.channel_name)
         await self.accept()
+        live.local_boards().boards.add(self)
         self.seq = await database_sync_to_async(live.latest_seq_now)()
         if since is None:
             # A board that does not say what it saw: replay the last moments (harmless, as
@@ -45,6 +46,7 @@ class BoardConsumer(AsyncWebsocketConsumer):
         self.watcher = asyncio.ensure_future(self.watch())
 
     async def disconnect(self, code):
+        live.local_boards().boards.discard(self)
         if self.watcher is not None:
             self.watcher.cancel()
         await self.channel_layer.group_discard(live.BOARD_GROUP, self.channel_name)
@@ -53,12 +55,8 @@ class BoardConsumer(AsyncWebsocketConsumer):
         """Boards only listen; anything they send is ignored."""
 
     async def board_events(self, message):
-        change = await live.change_for(message)
-        if change is not None:
-            await self.forward(change)
-
-    async def board_change(self, message):
-        await self.forward(message)
+        """Queue an announcement for this process's render loop, which calls ``forward``."""
+        live.local_boards().submit(message)
 
     async def board_refresh(self, message):
         await self.forward(message)
@@ -89,6 +87,11 @@ class BoardConsumer(AsyncWebsocketConsumer):
                     self.gap_mark = latest
             except asyncio.CancelledError:
                 raise
+            except OSError:
+                # The socket is gone (the server's ClientDisconnected is an OSError): stop
+                # watching instead of failing every poll until the process ends.
+                live.local_boards().boards.discard(self)
+                return
             except Exception:
                 log.exception("board catch-up failed")
 

@@ -2,10 +2,11 @@
 
 ``workflow.announce`` calls ``publish(events)`` after each commit. ``publish`` sends a light
 ``board.events`` message (event ids, kinds and task ids; no query, no rendering) to the board
-group, so the request that made the change pays almost nothing. In each server process the
-first ``BoardConsumer`` to receive it renders the changed cards once (``change_for``, shared
-by every board of that process); each consumer keeps what its board's filters show and wraps
-it in htmx out-of-band fragments (``fragments_for``: string work, no rendering per board).
+group, so the request that made the change pays almost nothing. In each server process one
+render loop (``LocalBoards``) renders the changed cards once for every board of that process,
+coalescing announcements that arrive while it renders; each consumer keeps what its board's
+filters show and wraps it in htmx out-of-band fragments (``fragments_for``: string work, no
+rendering per board).
 
 On the channel layer travel ``board.events`` and ``board.refresh``; consumers turn
 ``board.events`` into ``board.change`` (also what a catch-up builds):
@@ -28,12 +29,15 @@ import asyncio
 import logging
 import threading
 import time
+import uuid
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
-from asgiref.sync import async_to_sync
+from asgiref.sync import async_to_sync, sync_to_async
 from channels.db import database_sync_to_async
 from channels.layers import get_channel_layer
 from django.conf import settings
+from django.db import close_old_connections
 from django.db.models import Count, Max, Q
 from django.template.loader import render_to_string
 from django.utils import timezone
@@ -84,7 +88,7 @@ def publish(events):
 
     No query and no rendering here: this runs on the request that made the change, so the
     pod API stays fast. Each server process that has boards open renders the change once
-    (``change_for``). Never raises: the change is committed whatever happens to its
+    (``LocalBoards``). Never raises: the change is committed whatever happens to its
     announcement.
     """
     try:
@@ -109,6 +113,8 @@ def announcement_for(events):
             return refresh_message(seq, reason="import", count=event.payload["count"])
     return {
         "type": "board.events",
+        # Every board of a process receives its own copy; this tells copies from new news.
+        "nonce": uuid.uuid4().hex,
         "seq": seq,
         "first": min(e.id for e in events),
         "events": [
@@ -124,23 +130,84 @@ def announcement_for(events):
     }
 
 
-_rendered = {}  # (loop, first, seq) -> future of the board.change message, per process
-RENDERED_KEEP = 256
+class LocalBoards:
+    """The open boards of one server process (one event loop) and the render loop they share.
+
+    Every consumer receives each ``board.events`` announcement from the channel layer; the
+    first copy is queued, the others are recognised and dropped. One render loop turns what
+    is queued into a ``board.change`` and hands it to every local board. Announcements that
+    arrive while a render runs are coalesced into the next one, so a burst of changes costs
+    one render of the cards it touched, not one per change: the work stays bounded under load
+    instead of queueing up behind itself.
+    """
+
+    SEEN_KEEP = 1024
+
+    def __init__(self):
+        self.boards = set()
+        self.pending = []
+        self.seen = {}
+        self.worker = None
+
+    def submit(self, announcement):
+        key = announcement["nonce"]
+        if key in self.seen:
+            return
+        self.seen[key] = True
+        while len(self.seen) > self.SEEN_KEEP:
+            self.seen.pop(next(iter(self.seen)))
+        self.pending.extend(announcement["events"])
+        if self.worker is None or self.worker.done():
+            self.worker = asyncio.ensure_future(self.run())
+
+    async def run(self):
+        while self.pending:
+            events, self.pending = self.pending, []
+            try:
+                change = await render_change([SimpleNamespace(**e) for e in events])
+            except Exception:
+                log.exception("could not render a board change")
+                continue
+            if change is None:
+                continue
+            for board in list(self.boards):
+                try:
+                    await board.forward(change)
+                except Exception:  # one closed socket must not starve the others
+                    log.debug("could not forward a change to a board", exc_info=True)
 
 
-async def change_for(announcement):
-    """Return the ``board.change`` message for a ``board.events`` announcement, rendered once
-    per process however many boards it has open."""
-    key = (id(asyncio.get_running_loop()), announcement["first"], announcement["seq"])
-    future = _rendered.get(key)
-    if future is None:
-        while len(_rendered) >= RENDERED_KEEP:
-            _rendered.pop(next(iter(_rendered)))
-        events = [SimpleNamespace(**e) for e in announcement["events"]]
-        future = _rendered[key] = asyncio.ensure_future(
-            database_sync_to_async(message_for)(events)
-        )
-    return await future
+_local = {}  # id(event loop) -> LocalBoards
+
+
+def local_boards():
+    """Return this event loop's ``LocalBoards``."""
+    loop = asyncio.get_running_loop()
+    boards = _local.get(id(loop))
+    if boards is None or boards.loop is not loop:
+        boards = _local[id(loop)] = LocalBoards()
+        boards.loop = loop
+    return boards
+
+
+# One thread renders, apart from the thread Django runs sync views in, so board pushes never
+# wait behind API requests (and requests never wait behind renders).
+_render_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="podboard-render")
+
+
+def _render_in_thread(events):
+    close_old_connections()
+    try:
+        return message_for(events)
+    finally:
+        close_old_connections()
+
+
+async def render_change(events):
+    """Return the ``board.change`` for ``events``, rendered on the render thread."""
+    return await sync_to_async(_render_in_thread, thread_sensitive=False, executor=_render_thread)(
+        events
+    )
 
 
 def send(message):
