@@ -102,15 +102,24 @@ def publish(events):
 ANNOUNCED_PAYLOAD = ("handoff_from", "continuation")
 
 
-def announcement_for(events):
-    """Return the ``board.events`` (or ``board.refresh``) message for ``events``, or None."""
+def _announced(events):
+    """Return ``(events, seq, refresh)``: the saved events, the newest id, and the refresh
+    message when one of them is an import marker (None otherwise)."""
     events = [e for e in events if e is not None and e.id is not None]
     if not events:
-        return None
+        return [], None, None
     seq = max(e.id for e in events)
     for event in events:
         if event.kind == EventKind.IMPORTED and "count" in (event.payload or {}):
-            return refresh_message(seq, reason="import", count=event.payload["count"])
+            return events, seq, refresh_message(seq, reason="import", count=event.payload["count"])
+    return events, seq, None
+
+
+def announcement_for(events):
+    """Return the ``board.events`` (or ``board.refresh``) message for ``events``, or None."""
+    events, seq, refresh = _announced(events)
+    if not events or refresh:
+        return refresh
     return {
         "type": "board.events",
         # Every board of a process receives its own copy; this tells copies from new news.
@@ -236,14 +245,10 @@ def _sent(task):
 
 
 def message_for(events):
-    """Return the channel-layer message announcing ``events``, or None when there is none."""
-    events = [e for e in events if e is not None and e.id is not None]
-    if not events:
-        return None
-    seq = max(e.id for e in events)
-    for event in events:
-        if event.kind == EventKind.IMPORTED and "count" in (event.payload or {}):
-            return refresh_message(seq, reason="import", count=event.payload["count"])
+    """Return the ``board.change`` (or ``board.refresh``) for ``events``, or None."""
+    events, seq, refresh = _announced(events)
+    if not events or refresh:
+        return refresh
     task_ids, flash = touched_tasks(events)
     if len(task_ids) > REFRESH_OVER_CARDS:
         return refresh_message(seq, reason="batch", count=len(task_ids))
