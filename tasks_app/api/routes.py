@@ -71,7 +71,8 @@ def _completion(done):
         started = Task.objects.select_related("pod_owner", "handoff_from").in_bulk(done.started)
         contexts = [start_context(started[pk]) for pk in done.started if pk in started]
     return {
-        "task": task_data(done.task),
+        # On PostgreSQL ``complete`` read the dependencies already (``dependency_statuses``).
+        "task": task_data(done.task, getattr(done.task, "dependency_statuses", None)),
         "successors": done.successors,
         "next": contexts,
         "continuation": task_data(done.continuation) if done.continuation else None,
