@@ -516,49 +516,40 @@ def start(*, task_id, instance, as_pod=None):
 # Trace / heartbeat ---------------------------------------------------------------------------
 
 
+def _append_numbered(model, task, items, build):
+    """Append ``items`` to ``task``'s rows of ``model``, numbering any without a ``step``
+    after the last one; ``build(item)`` gives the row's other fields."""
+    last = (
+        model.objects.filter(task=task).order_by("-step").values_list("step", flat=True).first()
+        or 0
+    )
+    rows = []
+    for item in items:
+        last = item.get("step") or last + 1
+        rows.append(model(task=task, step=last, **build(item)))
+    model.objects.bulk_create(rows)
+
+
 def _append_trace(task, now, steps=None, thoughts=None):
     if steps:
-        last = (
-            TraceStep.objects.filter(task=task)
-            .order_by("-step")
-            .values_list("step", flat=True)
-            .first()
-            or 0
+        _append_numbered(
+            TraceStep,
+            task,
+            steps,
+            lambda item: {
+                "action": item.get("action") or "",
+                "rationale": item.get("rationale") or "",
+                "tokens": item.get("tokens") or 0,
+                "at": item.get("at") or now,
+            },
         )
-        rows = []
-        for item in steps:
-            last = item.get("step") or last + 1
-            rows.append(
-                TraceStep(
-                    task=task,
-                    step=last,
-                    action=item.get("action") or "",
-                    rationale=item.get("rationale") or "",
-                    tokens=item.get("tokens") or 0,
-                    at=item.get("at") or now,
-                )
-            )
-        TraceStep.objects.bulk_create(rows)
     if thoughts:
-        last = (
-            Thought.objects.filter(task=task)
-            .order_by("-step")
-            .values_list("step", flat=True)
-            .first()
-            or 0
+        _append_numbered(
+            Thought,
+            task,
+            thoughts,
+            lambda item: {"thought": item.get("thought") or "", "at": item.get("at") or now},
         )
-        rows = []
-        for item in thoughts:
-            last = item.get("step") or last + 1
-            rows.append(
-                Thought(
-                    task=task,
-                    step=last,
-                    thought=item.get("thought") or "",
-                    at=item.get("at") or now,
-                )
-            )
-        Thought.objects.bulk_create(rows)
 
 
 def trace(*, task_id, instance, steps=(), thoughts=(), summary=None, token_count=None, as_pod=None):
