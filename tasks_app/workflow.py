@@ -280,18 +280,7 @@ def claim_next(*, pod, instance):
             task.status, task.claimed_by = Status.ACTIVE, instance
             task.lease_expires_at, task.started_at = _lease_until(now), task.started_at or now
             task.version, task.updated_at = task.version + 1, now
-            _record(
-                _event(
-                    task,
-                    EventKind.CLAIMED,
-                    actor=instance,
-                    from_status=from_status,
-                    to_status=Status.ACTIVE,
-                    from_pod=pod.name,
-                    to_pod=pod.name,
-                    instance=instance,
-                )
-            )
+            _record(_claimed_event(task, instance, from_status))
             return task
     return None
 
@@ -424,20 +413,25 @@ def _claim_next_postgres(pod, instance):
         "note": note,
     }
     if not held:
-        event = _event(
-            task,
-            EventKind.CLAIMED,
-            actor=instance,
-            from_status=from_status,
-            to_status=Status.ACTIVE,
-            from_pod=pod.name,
-            to_pod=pod.name,
-            instance=instance,
-        )
+        event = _claimed_event(task, instance, from_status)
         event.id, event.created_at = event_id, now
         event._state.adding, event._state.db = False, connection.alias
         announce([event])
     return task
+
+
+def _claimed_event(task, instance, from_status):
+    pod = task.pod_owner.name
+    return _event(
+        task,
+        EventKind.CLAIMED,
+        actor=instance,
+        from_status=from_status,
+        to_status=Status.ACTIVE,
+        from_pod=pod,
+        to_pod=pod,
+        instance=instance,
+    )
 
 
 def _claimable():
@@ -498,18 +492,7 @@ def start(*, task_id, instance, as_pod=None):
             task.status, task.claimed_by = Status.ACTIVE, instance
             task.lease_expires_at, task.started_at = _lease_until(now), task.started_at or now
             _save(task, now, "status", "claimed_by", "lease_expires_at", "started_at")
-            _record(
-                _event(
-                    task,
-                    EventKind.CLAIMED,
-                    actor=instance,
-                    from_status=from_status,
-                    to_status=Status.ACTIVE,
-                    from_pod=task.pod_owner.name,
-                    to_pod=task.pod_owner.name,
-                    instance=instance,
-                )
-            )
+            _record(_claimed_event(task, instance, from_status))
     return _with_context_relations(task.pk)
 
 

@@ -74,6 +74,21 @@ def _server_env(db_path):
     return env
 
 
+def wait_until_serving(url, server, log_name, *, timeout):
+    """Return once ``url`` answers its login page; kill ``server`` and fail if it never does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url + "/login/", timeout=2)
+            return
+        except OSError:
+            if server.poll() is not None or time.monotonic() > deadline:
+                server.kill()
+                tail = Path(log_name).read_text(errors="replace")[-2000:]
+                pytest.fail(f"the server at {url} did not start; {log_name} ends with:\n{tail}")
+            time.sleep(0.2)
+
+
 @pytest.fixture(scope="session")
 def live_server_url(tmp_path_factory):
     db_path = ROOT / "var" / "browser-board.sqlite3"
@@ -106,16 +121,7 @@ def live_server_url(tmp_path_factory):
         stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            urllib.request.urlopen(url + "/login/", timeout=2)
-            break
-        except OSError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(f"daphne did not start; see {log.name}") from None
-            time.sleep(0.2)
+    wait_until_serving(url, server, log.name, timeout=30)
     yield url
     server.terminate()
     try:

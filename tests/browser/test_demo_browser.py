@@ -6,12 +6,11 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from .conftest import ROOT, _free_port, _server_env
+from .conftest import ROOT, _free_port, _server_env, wait_until_serving
 
 pytestmark = pytest.mark.browser
 
@@ -69,16 +68,8 @@ def demo_url():
             stderr=subprocess.STDOUT,
         )
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                urllib.request.urlopen(url + "/login/", timeout=2)
-                break
-            except OSError:
-                if server.poll() is not None or time.monotonic() > deadline:
-                    server.kill()
-                    pytest.fail(f"demo did not start: {log_path.read_text()[-2000:]}")
-                time.sleep(0.3)
+        log.flush()
+        wait_until_serving(url, server, str(log_path), timeout=60)
         yield url
         server.send_signal(signal.SIGINT)
         try:
