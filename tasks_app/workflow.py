@@ -299,7 +299,11 @@ def claim_next(*, pod, instance):
 # - the final SELECT adds the start context: the ``handoff_from`` task's summary and outputs, the
 #   dependencies (id, title, status by id) and the latest note addressed to the task.
 CLAIM_NEXT_SQL = """
-WITH pick AS (
+WITH clock AS MATERIALIZED (
+    -- Read after the statement's snapshot, so a task never starts before a dependency that
+    -- this very snapshot saw done was completed (a clock read in Python could be older).
+    SELECT clock_timestamp() AS now
+), pick AS (
     SELECT t.id, t.status AS from_status,
            t.status = 'active' AND t.claimed_by = %(instance)s AS held
     FROM tasks_app_task t
@@ -325,11 +329,11 @@ WITH pick AS (
     UPDATE tasks_app_task t SET
         status = 'active',
         claimed_by = %(instance)s,
-        lease_expires_at = %(lease)s,
+        lease_expires_at = (SELECT now FROM clock) + %(lease_seconds)s * interval '1 second',
         started_at = CASE WHEN pick.held THEN t.started_at
-                          ELSE COALESCE(t.started_at, %(now)s) END,
+                          ELSE COALESCE(t.started_at, (SELECT now FROM clock)) END,
         version = CASE WHEN pick.held THEN t.version ELSE t.version + 1 END,
-        updated_at = CASE WHEN pick.held THEN t.updated_at ELSE %(now)s END
+        updated_at = CASE WHEN pick.held THEN t.updated_at ELSE (SELECT now FROM clock) END
     FROM pick
     WHERE t.id = pick.id AND (pick.held OR t.claimed_by = '')
     RETURNING {task_columns}, pick.from_status, pick.held
@@ -338,7 +342,7 @@ WITH pick AS (
         (task_id, task_key, kind, actor, from_status, to_status, from_pod, to_pod, payload,
          created_at)
     SELECT c.id, c.id, 'claimed', %(instance)s, c.from_status, 'active', %(pod_name)s,
-           %(pod_name)s, %(payload)s::jsonb, %(now)s
+           %(pod_name)s, %(payload)s::jsonb, (SELECT now FROM clock)
     FROM claimed c WHERE NOT c.held
     RETURNING id
 )
@@ -365,14 +369,13 @@ def _claim_next_postgres(pod, instance):
     """``claim_next`` on PostgreSQL: one statement (see ``CLAIM_NEXT_SQL``)."""
     # One statement is atomic on its own: outside a transaction it commits at once (saving the
     # BEGIN and COMMIT round trips) and ``announce`` sends right after; inside an outer
-    # transaction it waits for that to commit.
-    now = timezone.now()
+    # transaction it waits for that to commit. Times come from the database's clock (see
+    # ``clock`` in the statement).
     params = {
         "pod": pod.pk,
         "pod_name": pod.name,
         "instance": instance,
-        "now": now,
-        "lease": _lease_until(now),
+        "lease_seconds": settings.PODBOARD_LEASE_SECONDS,
         "payload": json.dumps({"instance": instance}),
     }
     # Django's cursors bind parameters client-side, so PostgreSQL plans this statement on every
@@ -414,7 +417,7 @@ def _claim_next_postgres(pod, instance):
     }
     if not held:
         event = _claimed_event(task, instance, from_status)
-        event.id, event.created_at = event_id, now
+        event.id, event.created_at = event_id, task.updated_at
         event._state.adding, event._state.db = False, connection.alias
         announce([event])
     return task
