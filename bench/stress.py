@@ -36,17 +36,12 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.common import (  # noqa: E402
-    AsgiServer,
-    bare_sql_claim_floor,
-    check_consistency,
-    django_env,
-    machine_info,
-    machine_table,
-    markdown_table,
-    percentile,
-    recreate_database,
-)
+from bench.common import machine_info, machine_table, markdown_table, percentile  # noqa: E402
+from bench.floor import bare_sql_claim_floor  # noqa: E402
+from tests.support.consistency import check_consistency  # noqa: E402
+from tests.support.databases import drop_database, recreate_database  # noqa: E402
+from tests.support.servers import AsgiServer, django_env  # noqa: E402
+from tests.support.sessions import session_cookie_for  # noqa: E402
 
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/stresspb"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/5"
@@ -189,8 +184,6 @@ def issue_tokens():
 def board_sessions(n):
     """Return ``n`` session keys of logged-in board users."""
     from django.contrib.auth import get_user_model
-
-    from bench.common import session_cookie_for
 
     User = get_user_model()
     keys = []
@@ -643,8 +636,6 @@ def main(argv=None):
     connections.close_all()
     if not args.keep_db:
         with contextlib.suppress(Exception):
-            from bench.common import drop_database
-
             drop_database(args.database_url)
     return 0 if not any(problems.values()) else 1
 

@@ -1,8 +1,8 @@
 """The Django admin: edit anything, run the workflow rules as actions, manage pod tokens.
 
-State changes that have a rule (activate, complete, scale out, lease expiry) go through
-``tasks_app.workflow``; a plain edit of a task is recorded as an ``edited`` event with
-``workflow.record_edit`` once its dependencies are saved.
+Every change of a task goes through ``tasks_app.workflow``: actions call their rule; adding a
+task is ``create_task``; the change form's save runs inside ``edit_task`` (one ``edited``
+Event); deleting is ``delete_tasks`` (a ``deleted`` Event that removes the card from boards).
 """
 
 from django import forms
@@ -26,7 +26,7 @@ from .models import (
     Thought,
     TraceStep,
 )
-from .workflow import WorkflowError
+from .workflow import RuleError
 
 HISTORY_ROWS = 20
 
@@ -41,7 +41,7 @@ def _run_rule(modeladmin, request, queryset, verb, rule):
     for task_id in queryset.order_by("pk").values_list("pk", flat=True):
         try:
             rule(task_id)
-        except WorkflowError as exc:
+        except RuleError as exc:
             modeladmin.message_user(request, f"{task_id}: {exc.detail}", messages.ERROR)
         else:
             done.append(task_id)
@@ -339,10 +339,7 @@ class TaskAdmin(admin.ModelAdmin):
 
     def save_model(self, request, obj, form, change):
         if change:
-            old = Task.objects.filter(pk=obj.pk).values("status", "pod_owner__name").first() or {}
-            request._podboard_before = (old.get("status", ""), old.get("pod_owner__name", ""))
-            super().save_model(request, obj, form, change)
-            return
+            return  # written in save_related, inside the edit rule, with its inlines
         fields = {
             name: form.cleaned_data[name]
             for name in form.cleaned_data
@@ -363,21 +360,30 @@ class TaskAdmin(admin.ModelAdmin):
         obj.version = created.version
 
     def save_related(self, request, form, formsets, change):
-        super().save_related(request, form, formsets, change)
         if not change:
+            super().save_related(request, form, formsets, change)
             return
         changed = set(form.changed_data)
         for formset in formsets:
             if formset.has_changed():
                 changed.add(formset.prefix)
-        from_status, from_pod = getattr(request, "_podboard_before", ("", ""))
-        task = Task.objects.select_related("pod_owner").get(pk=form.instance.pk)
-        workflow.record_edit(
-            task=task,
-            actor=_actor(request),
-            changed=changed,
-            from_status=from_status,
-            from_pod=from_pod,
+
+        def apply():
+            task = form.instance
+            task.version = Task.objects.values_list("version", flat=True).get(pk=task.pk)
+            super(TaskAdmin, self).save_model(request, task, form, change)
+            super(TaskAdmin, self).save_related(request, form, formsets, change)
+
+        workflow.edit_task(
+            task_id=form.instance.pk, actor=_actor(request), apply=apply, changed=changed
+        )
+
+    def delete_model(self, request, obj):
+        workflow.delete_tasks(task_ids=[obj.pk], actor=_actor(request))
+
+    def delete_queryset(self, request, queryset):
+        workflow.delete_tasks(
+            task_ids=list(queryset.values_list("pk", flat=True)), actor=_actor(request)
         )
 
     # Actions: each calls its workflow rule and reports refusals as messages.
@@ -401,7 +407,7 @@ class TaskAdmin(admin.ModelAdmin):
             request,
             queryset,
             "Completed",
-            lambda tid: workflow.complete(task_id=tid, actor=actor, by_human=True),
+            lambda tid: workflow.complete(task_id=tid, actor=actor),
         )
 
     @admin.action(description="Scale out selected tasks (continue on a new instance)")
@@ -410,7 +416,7 @@ class TaskAdmin(admin.ModelAdmin):
         made = []
 
         def rule(tid):
-            done = workflow.scale_out(task_id=tid, actor=actor, reason="manual", by_human=True)
+            done = workflow.scale_out(task_id=tid, actor=actor, reason="manual")
             made.append(done.continuation.pk)
 
         _run_rule(self, request, queryset, "Scaled out", rule)

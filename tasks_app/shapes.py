@@ -1,11 +1,11 @@
-"""The JSON shapes of DESIGN.md: a task, a handoff note, a start context.
+"""The JSON shapes of DESIGN.md: a task, a handoff note, a start context, a completion.
 
-Plain dicts of JSON-ready values, shared by the API, the workflow's answers and the simulator.
+Plain dicts of JSON-ready values, built from models and the rules' results (``workflow``).
 """
 
 from datetime import UTC
 
-from .models import HandoffNote, Status, Task
+from .models import Status, Task
 
 
 def iso(value):
@@ -79,24 +79,9 @@ def note_data(note):
     }
 
 
-def latest_note_for(task):
-    return HandoffNote.objects.filter(to_task_id=task.pk).order_by("-created_at", "-id").first()
-
-
-def start_context(task):
-    """Return everything a pod needs to begin ``task``.
-
-    ``task`` should come with ``pod_owner`` and ``handoff_from`` selected. A task from
-    ``workflow.claim_next`` on PostgreSQL also brings ``start_context_parts`` (its dependencies
-    and latest note, read by the claiming statement), which saves two queries.
-    """
-    parts = getattr(task, "start_context_parts", None)
-    if parts is not None:
-        dependencies, note = parts["dependencies"], parts["note"]
-    else:
-        dependencies = list(task.depends_on.order_by("id").values_list("id", "title", "status"))
-        note = latest_note_for(task)
-    source = task.handoff_from
+def start_context(work):
+    """Return everything a pod needs to begin a task, from a ``workflow.StartWork``."""
+    dependencies, source = work.dependencies, work.source
     linked = []
     if source is not None:
         for output in source.outputs or []:
@@ -110,11 +95,22 @@ def start_context(task):
                     }
                 )
     return {
-        "task": task_data(task, [(d, s) for d, _, s in dependencies]),
-        "prompt": task.prompt,
-        "inputs": task.inputs,
-        "handoff_note": note_data(note) if note else None,
+        "task": task_data(work.task, [(d, s) for d, _, s in dependencies]),
+        "prompt": work.task.prompt,
+        "inputs": work.task.inputs,
+        "handoff_note": note_data(work.note) if work.note else None,
         "reasoning_summary": source.reasoning_summary if source is not None else "",
         "linked_outputs": linked,
         "dependencies": [{"id": d, "title": t, "status": s} for d, t, s in dependencies],
+    }
+
+
+def completion(done):
+    """Return the ``complete`` answer for a ``workflow.Completion``."""
+    return {
+        "task": task_data(done.task, done.dependencies),
+        "successors": done.successors,
+        "next": [start_context(work) for work in done.started],
+        "continuation": task_data(done.continuation) if done.continuation else None,
+        "repeated": done.repeated,
     }

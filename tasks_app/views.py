@@ -1,7 +1,7 @@
 """The board, the task detail and the web import/export: thin function views.
 
-Every state change goes through ``tasks_app.workflow``; a refused change (``WorkflowError``)
-is shown to the person with its ``detail``.
+Every state change goes through ``tasks_app.workflow``; a refused change (``RuleError``) is
+shown to the person with its ``detail`` and the HTTP status the API would give it.
 """
 
 import json
@@ -26,8 +26,9 @@ from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
 from . import board, workflow
+from .api.errors import status_for
 from .models import Event, HandoffNote, Pod, Status, Task
-from .workflow import WorkflowError
+from .workflow import RuleError
 
 # Auth ----------------------------------------------------------------------------------------
 
@@ -160,9 +161,7 @@ def move_view(request):
     task = Task.objects.select_related("pod_owner").filter(pk=task_id).first()
     filters = board.Filters.from_query(data)
     if task is None:
-        return _move_refused(
-            request, WorkflowError("not_found", f"No task with id {task_id!r}.", 404)
-        )
+        return _move_refused(request, workflow.not_found(task_id))
     to_status = data.get("to_status") or task.status
     to_pod_name = data.get("to_pod") or task.pod_owner.name
     try:
@@ -177,8 +176,8 @@ def move_view(request):
             before_id=data.get("before", ""),
         )
     except ValueError:
-        return _move_refused(request, WorkflowError("validation_error", "Bad version.", 422), task)
-    except WorkflowError as refusal:
+        return _move_refused(request, RuleError("validation_error", "Bad version."), task)
+    except RuleError as refusal:
         return _move_refused(request, refusal, task)
     if not request.htmx:
         messages.success(request, f"Moved {moved.pk} to {moved.pod_owner.name} · {moved.status}.")
@@ -194,15 +193,18 @@ def move_view(request):
 
 
 def _move_refused(request, refusal, task=None):
+    detail = refusal.detail
+    if refusal.code == "conflict":
+        detail += " The card now shows its current state; try again."
     if not request.htmx:
-        messages.error(request, refusal.detail)
+        messages.error(request, detail)
         return _back_to_board(request)
     html = ""
     if task is not None:
         html = board.render_cards([task.pk], request).get(task.pk, "")
-    response = HttpResponse(html, status=refusal.status)
+    response = HttpResponse(html, status=status_for(refusal))
     response["X-Podboard-Code"] = refusal.code
-    return _toast_trigger(response, refusal.detail, task_id=task.pk if task else "")
+    return _toast_trigger(response, detail, task_id=task.pk if task else "")
 
 
 def _back_to_board(request):
@@ -320,31 +322,30 @@ def task_action(request, task_id, action):
             done = f"{task.pk} is active."
         elif action == "complete":
             result = workflow.complete(
-                task_id=task.pk, actor=actor, by_human=True, handoff_note=data.get("note", "")
+                task_id=task.pk, actor=actor, handoff_note=data.get("note", "")
             )
-            started = ", ".join(result.started) or "none"
+            started = ", ".join(work.task.pk for work in result.started) or "none"
             done = f"{task.pk} is done. Successors started now: {started}."
         elif action == "handoff":
             next_id = (data.get("next_task_id") or "").strip()
             if not next_id:
-                raise WorkflowError("validation_error", "Choose the task to hand off to.", 422)
-            successor, mode = workflow.auto_handoff(
+                raise RuleError("validation_error", "Choose the task to hand off to.")
+            handoff = workflow.auto_handoff(
                 task_id=task.pk, next_task_id=next_id, note=data.get("note", ""), actor=actor
             )
-            done = f"{task.pk} hands its baton to {successor.pk} ({mode})."
+            done = f"{task.pk} hands its baton to {handoff.task.pk} ({handoff.mode})."
         else:
             result = workflow.scale_out(
                 task_id=task.pk,
                 actor=actor,
-                by_human=True,
                 reason=data.get("reason", "") or "manual",
                 note=data.get("note", ""),
             )
             done = f"{task.pk} scaled out to {result.continuation.pk}."
-    except WorkflowError as refusal:
+    except RuleError as refusal:
         messages.error(request, refusal.detail)
         if request.htmx:
-            return _render_detail(request, task.pk, status=refusal.status)
+            return _render_detail(request, task.pk, status=status_for(refusal))
         return redirect("task_detail", task_id=task.pk)
     messages.success(request, done)
     if request.htmx:

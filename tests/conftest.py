@@ -1,4 +1,4 @@
-"""Shared fixtures: personas (a lead, a staff admin, an outsider), pods, tokens, task factory."""
+"""Shared fixtures: personas (a lead, a staff admin), pods, tokens, task factory."""
 
 import os
 import socket
@@ -83,12 +83,6 @@ def staff(db, django_user_model):
     return django_user_model.objects.create_superuser(
         "admin", "admin@example.com", "admin-password-1"
     )
-
-
-@pytest.fixture
-def outsider(db):
-    """Somebody who is not logged in."""
-    return None
 
 
 @pytest.fixture

@@ -233,17 +233,18 @@ def test_change_form_refuses_a_dependency_cycle(admin_client, make_task):
 
 
 def test_editing_a_task_records_an_edited_event_and_bumps_version(
-    admin_client, make_task, monkeypatch
+    admin_client, make_task, monkeypatch, django_capture_on_commit_callbacks
 ):
     announced = []
-    monkeypatch.setattr("tasks_app.workflow.announce", lambda events: announced.extend(events))
+    monkeypatch.setattr("tasks_app.live.publish", lambda events: announced.append(events))
     make_task("DEV-1")
     make_task("PROD-1", pod="ProductPod")
     task = Task.objects.get(pk="DEV-1")
     url = reverse("admin:tasks_app_task_change", args=["DEV-1"])
-    response = admin_client.post(
-        url, task_form_data(task, title="Build the sign-in form", depends_on=["PROD-1"])
-    )
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            url, task_form_data(task, title="Build the sign-in form", depends_on=["PROD-1"])
+        )
     assert response.status_code == 302
     task.refresh_from_db()
     assert task.title == "Build the sign-in form"
@@ -252,7 +253,7 @@ def test_editing_a_task_records_an_edited_event_and_bumps_version(
     event = Event.objects.get(task_key="DEV-1", kind="edited")
     assert event.actor == "admin"
     assert {"title", "depends_on"} <= set(event.payload["fields"])
-    assert [e.kind for e in announced] == ["edited"]
+    assert [[e.kind for e in batch] for batch in announced] == [["edited"]]
 
 
 def test_adding_a_task_records_a_created_event(admin_client, make_task, pods):
@@ -306,3 +307,47 @@ def test_revoke_action_revokes_tokens(admin_client, pods):
     admin_client.post(changelist("podtoken"), {"action": "revoke", "_selected_action": [token.pk]})
     token.refresh_from_db()
     assert token.revoked_at is not None
+
+
+def test_deleting_a_task_writes_a_deleted_event_and_announces_it(
+    admin_client, make_task, monkeypatch, django_capture_on_commit_callbacks
+):
+    announced = []
+    monkeypatch.setattr("tasks_app.live.publish", lambda events: announced.append(events))
+    make_task("DEV-1")
+    make_task("QA-1", pod="QAPod", depends_on=["DEV-1"])
+    url = reverse("admin:tasks_app_task_delete", args=["DEV-1"])
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(url, {"post": "yes"})
+    assert response.status_code == 302
+    assert not Task.objects.filter(pk="DEV-1").exists()
+    event = Event.objects.get(kind="deleted")
+    assert (event.task_id, event.task_key, event.actor) == (None, "DEV-1", "admin")
+    assert event.payload["successors"] == ["QA-1"]
+    assert [[(e.kind, e.task_key) for e in batch] for batch in announced] == [
+        [("deleted", "DEV-1")]
+    ]
+    # The successor no longer waits for the deleted task, and its card gets a new version.
+    qa = Task.objects.get(pk="QA-1")
+    assert (list(qa.depends_on.all()), qa.version) == ([], 2)
+
+
+def test_deleting_selected_tasks_announces_them_once(
+    admin_client, make_task, monkeypatch, django_capture_on_commit_callbacks
+):
+    announced = []
+    monkeypatch.setattr("tasks_app.live.publish", lambda events: announced.append(events))
+    make_task("DEV-1")
+    make_task("DEV-2")
+    url = reverse("admin:tasks_app_task_changelist")
+    with django_capture_on_commit_callbacks(execute=True):
+        response = admin_client.post(
+            url, {"action": "delete_selected", "_selected_action": ["DEV-1", "DEV-2"], "post": "yes"}
+        )
+    assert response.status_code == 302
+    assert not Task.objects.exists()
+    assert sorted(Event.objects.filter(kind="deleted").values_list("task_key", flat=True)) == [
+        "DEV-1",
+        "DEV-2",
+    ]
+    assert [sorted(e.task_key for e in batch) for batch in announced] == [["DEV-1", "DEV-2"]]

@@ -19,11 +19,11 @@ def _drain(pod_name, instance, out):
     try:
         pod = Pod.objects.get(name=pod_name)
         while True:
-            task = workflow.claim_next(pod=pod, instance=instance)
-            if task is None:
+            work = workflow.claim_next(pod=pod, instance=instance)
+            if work is None:
                 return
-            out.append(task.pk)
-            workflow.complete(task_id=task.pk, instance=instance)
+            out.append(work.task.pk)
+            workflow.complete(task_id=work.task.pk, instance=instance)
     finally:
         connections.close_all()
 
@@ -114,6 +114,6 @@ def test_sync_successor_is_started_once_when_two_dependencies_complete_together(
         t.start()
     for t in threads:
         t.join(timeout=60)
-    started = [tid for r in results.values() for tid in r.started]
+    started = [work.task.pk for r in results.values() for work in r.started]
     assert started == ["QA-1"]
     assert Task.objects.get(pk="QA-1").status == "active"

@@ -4,113 +4,37 @@ board connected to the other within a second."""
 import asyncio
 import json
 import os
-import socket
-import subprocess
-import sys
 import time
-from pathlib import Path
-from urllib.parse import urlparse
 
 import httpx
 import pytest
 from websockets.asyncio.client import connect as ws_connect
 
-pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
+from tests.support.databases import (
+    database_name,
+    drop_database,
+    recreate_database,
+    with_database,
+)
+from tests.support.servers import AsgiServer, django_env, manage, run_django
 
-ROOT = Path(__file__).resolve().parents[1]
-DB_NAME = "livepb_xproc"
+pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
 SETUP = """
 import json
-import django
-django.setup()
-from django.contrib.auth import BACKEND_SESSION_KEY, HASH_SESSION_KEY, SESSION_KEY, get_user_model
-from django.contrib.sessions.backends.db import SessionStore
+from django.contrib.auth import get_user_model
 from tasks_app.models import Pod, PodToken, Task
+from tests.support.sessions import session_cookie_for
 
 user = get_user_model().objects.create_user("lead", password="lead-password-1")
-session = SessionStore()
-session[SESSION_KEY] = str(user.pk)
-session[BACKEND_SESSION_KEY] = "django.contrib.auth.backends.ModelBackend"
-session[HASH_SESSION_KEY] = user.get_session_auth_hash()
-session.create()
 dev = Pod.objects.create(name="DevPod", order=1)
 qa = Pod.objects.create(name="QAPod", order=2)
 Task.objects.create(id="DEV-1", title="Build it", pod_owner=dev, status="active",
                     handoff_mode="sync")
 Task.objects.create(id="QA-1", title="Test it", pod_owner=qa).depends_on.add("DEV-1")
 _, raw = PodToken.issue(pod=dev, label="xproc")
-print(json.dumps({"session": session.session_key, "token": raw}))
+print(json.dumps({"session": session_cookie_for(user), "token": raw}))
 """
-
-
-def free_ports(count, low=8300, high=8400):
-    ports = []
-    for port in range(low, high):
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-        ports.append(port)
-        if len(ports) == count:
-            return ports
-    raise RuntimeError(f"not enough free ports in {low}–{high - 1}")
-
-
-def fresh_database(base_url, name):
-    """Create an empty database ``name`` on the server of ``base_url``; return its URL."""
-    import psycopg
-
-    url = urlparse(base_url)
-    admin = url._replace(path="/postgres").geturl()
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
-    return url._replace(path=f"/{name}").geturl()
-
-
-def start_server(port, env, log_path):
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            "podboard.asgi:application",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-        ],
-        cwd=ROOT,
-        env=env,
-        stdout=log_path.open("w"),
-        stderr=subprocess.STDOUT,
-    )
-    deadline = time.monotonic() + 30
-    while True:
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/login/", timeout=2)
-            return server
-        except httpx.HTTPError:
-            if server.poll() is not None or time.monotonic() > deadline:
-                server.kill()
-                raise RuntimeError(
-                    f"server on {port} did not start: {log_path.read_text()}"
-                ) from None
-            time.sleep(0.2)
-
-
-def stop(server):
-    server.terminate()
-    try:
-        server.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        server.kill()
 
 
 @pytest.fixture(scope="module")
@@ -123,36 +47,22 @@ def two_servers(tmp_path_factory):
     tmp_path = tmp_path_factory.mktemp("xproc")
     base = os.environ.get("DATABASE_URL") or "postgres://postgres@127.0.0.1:5432/postgres"
     assert settings.DATABASES["default"]["ENGINE"].endswith("postgresql")
-    database_url = fresh_database(base, DB_NAME)
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "REDIS_URL": redis_url,
-        "DJANGO_SETTINGS_MODULE": "podboard.settings",
-        "PYTHONPATH": str(ROOT),
-        "PODBOARD_LEASE_SWEEP_SECONDS": "3600",
-        "DEBUG": "false",
-    }
-    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
-    subprocess.run(
-        [sys.executable, "manage.py", "migrate", "--noinput", "-v", "0"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-    )
-    made = subprocess.run(
-        [sys.executable, "-c", SETUP], cwd=ROOT, env=env, check=True, capture_output=True, text=True
-    )
-    secrets = json.loads(made.stdout.strip().splitlines()[-1])
-    ports = free_ports(2)
+    # Named after the run's own database, so runs beside each other do not share it.
+    database_url = with_database(base, f"{database_name(base)}_xproc")
+    recreate_database(database_url)
+    env = django_env(database_url=database_url, redis_url=redis_url, DEBUG="false")
+    manage("migrate", "--noinput", "-v", "0", env=env)
+    secrets = json.loads(run_django(SETUP, env=env).strip().splitlines()[-1])
     servers = []
     try:
-        for n, port in enumerate(ports):
-            servers.append(start_server(port, env, tmp_path / f"server-{n}.log"))
-        yield ports, secrets
+        for n in range(2):
+            log_path = tmp_path / f"server-{n}.log"
+            servers.append(AsgiServer(env=env, log_path=log_path).start())
+        yield [server.port for server in servers], secrets
     finally:
         for server in servers:
-            stop(server)
+            server.stop()
+        drop_database(database_url)
 
 
 async def test_board_on_server_a_sees_api_call_on_server_b_within_a_second(two_servers):

@@ -16,17 +16,12 @@ import pytest
 from django.core.management import call_command
 from django.db import connection
 
-from bench.common import (
-    AsgiServer,
-    PrivatePostgres,
-    PrivateRedis,
-    check_consistency,
-    django_env,
-    run_django,
-    session_cookie_for,
-)
 from tasks_app import workflow
 from tasks_app.models import Event, HandoffNote, Pod, Task
+from tests.support.consistency import check_consistency
+from tests.support.servers import AsgiServer, django_env, run_django
+from tests.support.services import PrivatePostgres, PrivateRedis
+from tests.support.sessions import session_cookie_for
 
 SEQ_RE = re.compile(r'data-seq="(\d+)"')
 

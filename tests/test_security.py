@@ -175,7 +175,7 @@ async def test_board_websocket_refuses_a_forged_session():
 async def test_board_websocket_accepts_a_logged_in_lead(django_user_model):
     from asgiref.sync import sync_to_async
 
-    from bench.common import session_cookie_for
+    from tests.support.sessions import session_cookie_for
 
     def login():
         user = django_user_model.objects.create_user("ws-lead", password="ws-password-1")

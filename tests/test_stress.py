@@ -13,7 +13,8 @@ import sys
 import pytest
 from django.db import connection
 
-from bench.common import ROOT, database_name, drop_database, with_database
+from tests.support.databases import database_name, drop_database, with_database
+from tests.support.servers import ROOT
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 

@@ -7,7 +7,8 @@ from django.utils import timezone
 
 from tasks_app import workflow
 from tasks_app.models import AutoModeRule, Event, HandoffNote, Task
-from tasks_app.workflow import WorkflowError
+from tasks_app.api.errors import status_for
+from tasks_app.workflow import RuleError
 
 
 def fresh(task):
@@ -28,7 +29,7 @@ def published(monkeypatch):
 def test_blocked_task_cannot_be_activated(make_task):
     make_task("PROD-1", pod="ProductPod")
     dev = make_task("DEV-1", depends_on=["PROD-1"])
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.activate(task_id="DEV-1")
     assert err.value.code == "blocked"
     assert "PROD-1" in err.value.detail
@@ -48,15 +49,15 @@ def test_activate_sets_started_at_and_leaves_task_unclaimed(make_task):
 
 def test_done_task_cannot_be_activated(make_task):
     make_task("DEV-1", status="done")
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.activate(task_id="DEV-1")
     assert err.value.code == "invalid_transition"
 
 
 def test_unknown_task_is_not_found(db):
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.activate(task_id="NOPE-1")
-    assert (err.value.code, err.value.status) == ("not_found", 404)
+    assert (err.value.code, status_for(err.value)) == ("not_found", 404)
 
 
 # Rule 2: next ----------------------------------------------------------------------------------
@@ -70,7 +71,7 @@ def test_next_prefers_priority_then_fresh_work_then_oldest(make_task, pods):
     make_task("LOW", priority=0, created_at=now - timedelta(hours=9))
     make_task("SRC", pod="ProductPod", status="done")
     Task.objects.filter(pk="BATON").update(handoff_from="SRC")
-    order = [workflow.claim_next(pod=pods["DevPod"], instance=f"DevPod#{i}").pk for i in range(4)]
+    order = [workflow.claim_next(pod=pods["DevPod"], instance=f"DevPod#{i}").task.pk for i in range(4)]
     assert order == ["OLD", "NEW", "BATON", "LOW"]
 
 
@@ -78,7 +79,7 @@ def test_next_skips_blocked_tasks_and_other_pods(make_task, pods):
     make_task("PROD-1", pod="ProductPod")
     make_task("DEV-BLOCKED", priority=5, depends_on=["PROD-1"])
     make_task("DEV-FREE")
-    task = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1")
+    task = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1").task
     assert task.pk == "DEV-FREE"
     assert workflow.claim_next(pod=pods["DevPod"], instance="DevPod#2") is None
 
@@ -86,13 +87,13 @@ def test_next_skips_blocked_tasks_and_other_pods(make_task, pods):
 def test_next_takes_a_sync_reserved_task_first(make_task, pods):
     make_task("DEV-READY", priority=9)
     make_task("DEV-RESERVED", status="active", started_at=timezone.now())
-    assert workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1").pk == "DEV-RESERVED"
+    assert workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1").task.pk == "DEV-RESERVED"
 
 
 def test_next_claims_with_a_lease_and_records_it(make_task, pods, settings):
     settings.PODBOARD_LEASE_SECONDS = 60
     make_task("DEV-1")
-    task = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1")
+    task = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1").task
     task = fresh(task)
     assert task.status == "active"
     assert task.claimed_by == "DevPod#1"
@@ -105,8 +106,8 @@ def test_next_claims_with_a_lease_and_records_it(make_task, pods, settings):
 def test_instance_holding_a_task_gets_it_back_from_next(make_task, pods):
     make_task("DEV-1", priority=1)
     make_task("DEV-2")
-    first = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1")
-    again = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1")
+    first = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1").task
+    again = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1").task
     assert first.pk == again.pk == "DEV-1"
     assert fresh(Task(pk="DEV-2")).status == "ready"
 
@@ -130,7 +131,7 @@ def test_start_claims_a_ready_task_and_is_idempotent_for_its_holder(make_task):
 def test_start_by_another_instance_is_refused(make_task):
     make_task("DEV-1")
     workflow.start(task_id="DEV-1", instance="DevPod#1")
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.start(task_id="DEV-1", instance="DevPod#2")
     assert err.value.code == "claimed"
     assert Task.objects.get(pk="DEV-1").claimed_by == "DevPod#1"
@@ -138,24 +139,33 @@ def test_start_by_another_instance_is_refused(make_task):
 
 def test_start_claims_an_active_task_nobody_holds(make_task):
     make_task("DEV-1", status="active")
-    task = workflow.start(task_id="DEV-1", instance="DevPod#3")
+    task = workflow.start(task_id="DEV-1", instance="DevPod#3").task
     assert task.claimed_by == "DevPod#3"
 
 
 def test_start_refuses_blocked_task(make_task):
     make_task("PROD-1", pod="ProductPod")
     make_task("DEV-1", depends_on=["PROD-1"])
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.start(task_id="DEV-1", instance="DevPod#1")
     assert err.value.code == "blocked"
 
 
-def test_acting_for_another_pod_is_forbidden(make_task, pods):
+def test_acting_for_another_pod_is_forbidden_before_any_rule_runs(make_task, pods, client):
+    from tasks_app.models import PodToken
+
     make_task("QA-1", pod="QAPod")
-    with pytest.raises(WorkflowError) as err:
-        workflow.start(task_id="QA-1", instance="DevPod#1", as_pod=pods["DevPod"])
-    assert (err.value.code, err.value.status) == ("forbidden_pod", 403)
+    _token, raw = PodToken.issue(pod=pods["DevPod"])
+    response = client.post(
+        "/api/tasks/QA-1/start",
+        {"instance": "DevPod#1"},
+        content_type="application/json",
+        headers={"Authorization": f"Bearer {raw}"},
+    )
+    assert response.status_code == 403
+    assert response.json()["code"] == "forbidden_pod"
     assert Task.objects.get(pk="QA-1").status == "ready"
+    assert not Event.objects.filter(task_key="QA-1").exists()
 
 
 # Rule 4: complete ------------------------------------------------------------------------------
@@ -176,7 +186,7 @@ def test_sync_completion_activates_successor(make_task):
     _chain(make_task, "sync")
     done = workflow.complete(task_id="DEV-1", instance="DevPod#1", handoff_note="Ready for QA.")
     assert done.successors == [{"id": "QA-1", "status": "active", "mode": "sync"}]
-    assert done.started == ["QA-1"]
+    assert [work.task.pk for work in done.started] == ["QA-1"]
     qa = Task.objects.get(pk="QA-1")
     assert (qa.status, qa.claimed_by) == ("active", "")
     note = HandoffNote.objects.get(to_task=qa)
@@ -194,7 +204,7 @@ def test_async_completion_leaves_successor_ready_for_its_pod(make_task, pods):
     done = workflow.complete(task_id="DEV-1", instance="DevPod#1", handoff_note="Over to you.")
     assert done.successors == [{"id": "QA-1", "status": "ready", "mode": "async"}]
     assert Task.objects.get(pk="QA-1").status == "ready"
-    assert workflow.claim_next(pod=pods["QAPod"], instance="QAPod#1").pk == "QA-1"
+    assert workflow.claim_next(pod=pods["QAPod"], instance="QAPod#1").task.pk == "QA-1"
 
 
 def test_auto_mode_uses_the_rule_for_the_successor_type(make_task):
@@ -264,7 +274,7 @@ def test_completion_stores_outputs_trace_and_thoughts(make_task):
 
 def test_completion_by_another_instance_is_refused_and_changes_nothing(make_task):
     _chain(make_task, "sync")
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.complete(task_id="DEV-1", instance="DevPod#2", handoff_note="mine")
     assert err.value.code == "claimed"
     assert Task.objects.get(pk="DEV-1").status == "active"
@@ -284,7 +294,7 @@ def test_repeated_completion_returns_the_same_answer_and_changes_nothing(make_ta
 
 def test_ready_task_cannot_be_completed(make_task):
     make_task("DEV-1")
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.complete(task_id="DEV-1", instance="DevPod#1")
     assert err.value.code == "invalid_transition"
 
@@ -355,7 +365,7 @@ def test_successors_start_only_when_the_continuation_completes(make_task, pods):
     make_task("QA-1", pod="QAPod", depends_on=["DEV-101"])
     workflow.complete(task_id="DEV-101", instance="DevPod#1", handoff_to_same_pod=True)
     assert workflow.claim_next(pod=pods["QAPod"], instance="QAPod#1") is None
-    cont = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#2")
+    cont = workflow.claim_next(pod=pods["DevPod"], instance="DevPod#2").task
     assert cont.pk == "DEV-101.2"
     done = workflow.complete(task_id=cont.pk, instance="DevPod#2", handoff_note="All done")
     assert done.successors == [{"id": "QA-1", "status": "active", "mode": "sync"}]
@@ -373,7 +383,7 @@ def test_continuations_are_numbered_from_the_root(make_task):
 
 def test_scale_out_of_a_task_that_is_not_active_is_refused(make_task):
     make_task("DEV-1")
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.scale_out(task_id="DEV-1", instance="DevPod#1")
     assert err.value.code == "invalid_transition"
     assert Task.objects.count() == 1
@@ -385,9 +395,8 @@ def test_scale_out_of_a_task_that_is_not_active_is_refused(make_task):
 def test_auto_handoff_links_and_activates_when_task_is_done(make_task):
     make_task("DEV-1", status="done")
     make_task("QA-9", pod="QAPod")
-    successor, mode = workflow.auto_handoff(
-        task_id="DEV-1", next_task_id="QA-9", note="Please test."
-    )
+    handoff = workflow.auto_handoff(task_id="DEV-1", next_task_id="QA-9", note="Please test.")
+    mode = handoff.mode
     qa = Task.objects.get(pk="QA-9")
     assert (qa.status, qa.handoff_from_id, mode) == ("active", "DEV-1", "sync")
     assert list(qa.depends_on.values_list("pk", flat=True)) == ["DEV-1"]
@@ -406,7 +415,7 @@ def test_auto_handoff_before_completion_starts_successor_on_completion(make_task
 def test_auto_handoff_refuses_a_cycle(make_task):
     make_task("A-1")
     make_task("B-1", depends_on=["A-1"])
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.auto_handoff(task_id="B-1", next_task_id="A-1")
     assert err.value.code == "validation_error"
     assert "cycle" in err.value.detail
@@ -419,7 +428,7 @@ def test_auto_handoff_refuses_a_cycle(make_task):
 def test_move_of_blocked_task_to_active_is_refused(make_task):
     make_task("PROD-1", pod="ProductPod")
     dev = make_task("DEV-1", depends_on=["PROD-1"])
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.move(task_id="DEV-1", actor="lead", to_status="active", version=dev.version)
     assert err.value.code == "blocked"
     assert fresh(dev).status == "ready"
@@ -429,7 +438,7 @@ def test_move_of_blocked_task_to_active_is_refused(make_task):
 def test_move_with_stale_version_is_a_conflict(make_task):
     dev = make_task("DEV-1")
     workflow.activate(task_id="DEV-1")
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.move(task_id="DEV-1", actor="lead", to_status="done", version=dev.version)
     assert err.value.code == "conflict"
     assert fresh(dev).status == "active"
@@ -502,7 +511,8 @@ def test_every_rule_announces_after_commit(make_task, pods, published):
     workflow.claim_next(pod=pods["DevPod"], instance="DevPod#1")
     workflow.complete(task_id="DEV-1", instance="DevPod#1")
     kinds = [[e.kind for e in batch] for batch in published]
-    assert kinds == [["claimed"], ["handoff"], ["completed"]]
+    # One announcement per rule, carrying every Event the rule wrote.
+    assert kinds == [["claimed"], ["handoff", "completed"]]
     assert all(e.id for batch in published for e in batch)
 
 
@@ -510,22 +520,22 @@ def test_every_rule_announces_after_commit(make_task, pods, published):
 def test_refused_change_announces_nothing(make_task, published):
     make_task("PROD-1", pod="ProductPod")
     make_task("DEV-1", depends_on=["PROD-1"])
-    with pytest.raises(WorkflowError):
+    with pytest.raises(RuleError):
         workflow.activate(task_id="DEV-1")
     assert published == []
 
 
 def test_create_task_refuses_unknown_dependency(pods):
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.create_task(id="DEV-1", title="x", pod_owner=pods["DevPod"], depends_on=["NOPE"])
     assert err.value.code == "validation_error"
     assert not Task.objects.exists()
 
 
 def test_create_task_refuses_a_bad_id(pods):
-    with pytest.raises(WorkflowError) as err:
+    with pytest.raises(RuleError) as err:
         workflow.create_task(id="../etc", title="x", pod_owner=pods["DevPod"])
-    assert err.value.status == 422
+    assert status_for(err.value) == 422
 
 
 def test_move_between_two_cards_orders_the_column_and_next_follows_it(make_task, pods):
@@ -535,7 +545,7 @@ def test_move_between_two_cards_orders_the_column_and_next_follows_it(make_task,
     order = list(Task.objects.filter(status="ready").order_by("position", "created_at"))
     assert [t.pk for t in order] == ["DEV-A", "DEV-C", "DEV-B"]
     assert moved.position == Task.objects.get(pk="DEV-C").position
-    claims = [workflow.claim_next(pod=pods["DevPod"], instance=f"I{i}").pk for i in range(3)]
+    claims = [workflow.claim_next(pod=pods["DevPod"], instance=f"I{i}").task.pk for i in range(3)]
     assert claims == ["DEV-A", "DEV-C", "DEV-B"]
 
 
@@ -544,7 +554,7 @@ def test_refused_move_leaves_the_order_untouched(make_task):
     for tid in ("DEV-A", "DEV-B"):
         make_task(tid)
     make_task("DEV-X", depends_on=["PROD-1"])
-    with pytest.raises(WorkflowError):
+    with pytest.raises(RuleError):
         workflow.move(
             task_id="DEV-X", actor="lead", to_status="active", after_id="DEV-A", before_id="DEV-B"
         )
@@ -553,7 +563,7 @@ def test_refused_move_leaves_the_order_untouched(make_task):
 
 def test_trace_with_new_tokens_gives_the_card_a_new_version(make_task):
     make_task("DEV-1")
-    started = workflow.start(task_id="DEV-1", instance="DevPod#1")
+    started = workflow.start(task_id="DEV-1", instance="DevPod#1").task
     workflow.trace(task_id="DEV-1", instance="DevPod#1", token_count=4200)
     task = Task.objects.get(pk="DEV-1")
     assert (task.token_count, task.version) == (4200, started.version + 1)

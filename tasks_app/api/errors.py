@@ -8,7 +8,7 @@ from django.http import Http404, HttpResponse
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 
 from ..middleware import DatabaseUnavailableMiddleware
-from ..workflow import WorkflowError
+from ..workflow import RuleError
 
 log = logging.getLogger(__name__)
 
@@ -55,8 +55,23 @@ def on_validation_error(request, exc):
     return error(422, "validation_error", detail or "Invalid request.", errors=errors)
 
 
-def on_workflow_error(request, exc):
-    return error(exc.status, exc.code, exc.detail, **exc.extra)
+# The HTTP status of each refusal code of the rules (``RuleError.code``); any other is 409.
+RULE_STATUS = {
+    "not_found": 404,
+    "forbidden_pod": 403,
+    "forbidden": 403,
+    "validation_error": 422,
+    "too_large": 413,
+}
+
+
+def status_for(refusal):
+    """Return the HTTP status of a ``RuleError``."""
+    return RULE_STATUS.get(refusal.code, 409)
+
+
+def on_rule_error(request, exc):
+    return error(status_for(exc), exc.code, exc.detail, **exc.extra)
 
 
 def on_authentication_error(request, exc):
@@ -91,7 +106,7 @@ def on_unexpected(request, exc):
 def install(api):
     """Register the handlers on ``api``."""
     api.add_exception_handler(ValidationError, on_validation_error)
-    api.add_exception_handler(WorkflowError, on_workflow_error)
+    api.add_exception_handler(RuleError, on_rule_error)
     api.add_exception_handler(AuthenticationError, on_authentication_error)
     api.add_exception_handler(HttpError, on_http_error)
     api.add_exception_handler(Http404, on_not_found)

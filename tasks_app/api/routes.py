@@ -17,8 +17,8 @@ from pydantic import BaseModel, Field
 
 from .. import workflow
 from ..models import TASK_ID_PATTERN, HandoffNote, Pod, PodToken, Task
-from ..shapes import iso, note_data, start_context, task_data, tasks_data
-from ..workflow import WorkflowError
+from ..shapes import completion, iso, note_data, start_context, task_data, tasks_data
+from ..workflow import RuleError
 from . import schemas as s
 
 router = Router()
@@ -56,28 +56,24 @@ def _pod_named(name, token):
     if name == token.pod.name:
         return token.pod
     if not Pod.objects.filter(name=name).exists():
-        raise WorkflowError("validation_error", f"Unknown pod {name!r}.", status=422)
-    raise WorkflowError(
-        "forbidden_pod",
-        f"This token acts for {token.pod.name}; it cannot pull work for {name}.",
-        status=403,
+        raise RuleError("validation_error", f"Unknown pod {name!r}.")
+    raise RuleError(
+        "forbidden_pod", f"This token acts for {token.pod.name}; it cannot pull work for {name}."
     )
 
 
-def _completion(done):
-    """Return the ``complete`` answer for a ``workflow.Completion``."""
-    contexts = []
-    if done.started:
-        started = Task.objects.select_related("pod_owner", "handoff_from").in_bulk(done.started)
-        contexts = [start_context(started[pk]) for pk in done.started if pk in started]
-    return {
-        # On PostgreSQL ``complete`` read the dependencies already (``dependency_statuses``).
-        "task": task_data(done.task, getattr(done.task, "dependency_statuses", None)),
-        "successors": done.successors,
-        "next": contexts,
-        "continuation": task_data(done.continuation) if done.continuation else None,
-        "repeated": done.repeated,
-    }
+def _may_act(token, task_id):
+    """Refuse a token acting on another pod's task (403) or on no task (404), before any rule
+    looks at the task's state."""
+    pod_id = Task.objects.filter(pk=task_id).values_list("pod_owner_id", flat=True).first()
+    if pod_id is None:
+        raise workflow.not_found(task_id)
+    if pod_id != token.pod_id:
+        owner = Pod.objects.filter(pk=pod_id).values_list("name", flat=True).first()
+        raise RuleError(
+            "forbidden_pod",
+            f"Task {task_id} belongs to {owner}; this token acts for {token.pod.name}.",
+        )
 
 
 def _dump_all(items):
@@ -101,10 +97,10 @@ def _dump_all(items):
 )
 def next_task(request, payload: s.NextIn):
     pod = _pod_named(payload.pod_owner, request.auth)
-    task = workflow.claim_next(pod=pod, instance=payload.instance)
-    if task is None:
+    work = workflow.claim_next(pod=pod, instance=payload.instance)
+    if work is None:
         return HttpResponse(status=204)
-    return ok(start_context(task))
+    return ok(start_context(work))
 
 
 @router.post(
@@ -120,8 +116,8 @@ def next_task(request, payload: s.NextIn):
     openapi_extra=_consequential(False),
 )
 def start_task(request, payload: s.InstanceIn, task_id: str = TaskIdPath):
-    task = workflow.start(task_id=task_id, instance=payload.instance, as_pod=request.auth.pod)
-    return ok(start_context(task))
+    _may_act(request.auth, task_id)
+    return ok(start_context(workflow.start(task_id=task_id, instance=payload.instance)))
 
 
 @router.post(
@@ -137,7 +133,8 @@ def start_task(request, payload: s.InstanceIn, task_id: str = TaskIdPath):
 )
 def activate_task(request, task_id: str = TaskIdPath):
     token = request.auth
-    task = workflow.activate(task_id=task_id, actor=_actor(token), as_pod=token.pod)
+    _may_act(token, task_id)
+    task = workflow.activate(task_id=task_id, actor=_actor(token))
     return ok(task_data(task))
 
 
@@ -153,6 +150,7 @@ def activate_task(request, task_id: str = TaskIdPath):
     openapi_extra=_consequential(False),
 )
 def trace_task(request, payload: s.TraceIn, task_id: str = TaskIdPath):
+    _may_act(request.auth, task_id)
     task = workflow.trace(
         task_id=task_id,
         instance=payload.instance,
@@ -160,7 +158,6 @@ def trace_task(request, payload: s.TraceIn, task_id: str = TaskIdPath):
         thoughts=_dump_all(payload.thoughts),
         summary=payload.summary,
         token_count=payload.token_count,
-        as_pod=request.auth.pod,
     )
     return ok(task_data(task))
 
@@ -181,6 +178,7 @@ def trace_task(request, payload: s.TraceIn, task_id: str = TaskIdPath):
     openapi_extra=_consequential(True),
 )
 def complete_task(request, payload: s.CompleteIn, task_id: str = TaskIdPath):
+    _may_act(request.auth, task_id)
     trace = payload.reasoning_trace
     done = workflow.complete(
         task_id=task_id,
@@ -194,9 +192,8 @@ def complete_task(request, payload: s.CompleteIn, task_id: str = TaskIdPath):
         token_count=payload.token_count,
         handoff_to_same_pod=payload.handoff_to_same_pod,
         reason=payload.reason,
-        as_pod=request.auth.pod,
     )
-    return ok(_completion(done))
+    return ok(completion(done))
 
 
 @router.post(
@@ -212,15 +209,15 @@ def complete_task(request, payload: s.CompleteIn, task_id: str = TaskIdPath):
     openapi_extra=_consequential(True),
 )
 def scale_out_task(request, payload: s.ScaleOutIn, task_id: str = TaskIdPath):
+    _may_act(request.auth, task_id)
     done = workflow.scale_out(
         task_id=task_id,
         instance=payload.instance,
         reason=payload.reason,
         token_count=payload.token_count,
         note=payload.note,
-        as_pod=request.auth.pod,
     )
-    return ok(_completion(done))
+    return ok(completion(done))
 
 
 @router.post(
@@ -236,14 +233,14 @@ def scale_out_task(request, payload: s.ScaleOutIn, task_id: str = TaskIdPath):
     openapi_extra=_consequential(True),
 )
 def auto_handoff_task(request, payload: s.AutoHandoffIn, task_id: str = TaskIdPath):
-    successor, mode = workflow.auto_handoff(
+    _may_act(request.auth, task_id)
+    handoff = workflow.auto_handoff(
         task_id=task_id,
         next_task_id=payload.next_task_id,
         note=payload.note,
         actor=payload.instance or "",
-        as_pod=request.auth.pod,
     )
-    return ok({"task": task_data(successor), "mode": mode})
+    return ok({"task": task_data(handoff.task), "mode": handoff.mode})
 
 
 # Reading and filing tasks --------------------------------------------------------------------
@@ -335,7 +332,7 @@ def get_task(request, task_id: str = TaskIdPath):
 def create_task(request, payload: s.TaskIn):
     pod = Pod.objects.filter(name=payload.pod_owner).first()
     if pod is None:
-        raise WorkflowError("validation_error", f"Unknown pod {payload.pod_owner!r}.", status=422)
+        raise RuleError("validation_error", f"Unknown pod {payload.pod_owner!r}.")
     fields = payload.model_dump(exclude={"id", "title", "pod_owner", "depends_on", "handoff_from"})
     task = workflow.create_task(
         actor=_actor(request.auth),

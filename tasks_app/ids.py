@@ -1,0 +1,39 @@
+"""Derived task ids: continuations ``<root>.<n>`` (from 2) and reworks ``<root>.fix<n>``.
+
+Pure functions, shared by the rules and the task generator, so every path names a
+continuation the same way.
+"""
+
+import re
+
+_DERIVED = re.compile(r"^(?P<root>.+?)(?:\.(?:\d+|fix\d+))+$")
+
+
+def root_of(task_id, scale_root=""):
+    """Return the id without any derived suffix (``DEV-101`` for ``DEV-101.2``)."""
+    if scale_root:
+        return scale_root
+    match = _DERIVED.match(task_id)
+    return match.group("root") if match else task_id
+
+
+def _next_free(root, taken, separator, first):
+    prefix = f"{root}{separator}"
+    used = {t[len(prefix) :] for t in taken if t.startswith(prefix)}
+    n = first
+    numbers = [int(u) for u in used if u.isdigit()]
+    if numbers:
+        n = max(n, max(numbers) + 1)
+    while str(n) in used:
+        n += 1
+    return f"{prefix}{n}"
+
+
+def continuation_id(root, taken):
+    """Return the next free ``<root>.<n>`` (n from 2) not in ``taken``."""
+    return _next_free(root, set(taken), ".", 2)
+
+
+def rework_id(root, taken):
+    """Return the next free ``<root>.fix<n>`` (n from 1) not in ``taken``."""
+    return _next_free(root, set(taken), ".fix", 1)

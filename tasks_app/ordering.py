@@ -1,0 +1,154 @@
+"""The order of the cards in each board column, which is also the order ``next`` claims in.
+
+One definition, read by the claim (``workflow``), the board's pages (``board``), live pushes
+(``live``: where a changed card goes) and the claim index (``models``). Ready is ordered as
+``next`` picks: higher priority first, then fresh work before tasks that carry a baton, then
+the manual position, then the oldest. This module imports no model, so ``models`` can use it.
+"""
+
+from django.db.models import Case, F, IntegerField, Q, Value, When
+
+READY, ACTIVE, DONE = "ready", "active", "done"
+
+# (field, descending) per column, most significant first. ``carries_baton`` is an annotation
+# (``carries_baton()``), every other name a Task field. Nulls sort last in every column.
+COLUMN_KEYS = {
+    READY: (
+        ("priority", True),
+        ("carries_baton", False),
+        ("position", False),
+        ("created_at", False),
+        ("id", False),
+    ),
+    ACTIVE: (("priority", True), ("position", False), ("started_at", False), ("id", False)),
+    DONE: (("completed_at", True), ("id", True)),
+}
+# Review waits like Active does, in the order the tasks entered it.
+COLUMN_KEYS["review"] = COLUMN_KEYS[ACTIVE]
+
+
+def carries_baton():
+    """0 for fresh work (no ``handoff_from``), 1 for a task that carries a baton."""
+    return Case(
+        When(handoff_from__isnull=True, then=Value(0)),
+        default=Value(1),
+        output_field=IntegerField(),
+    )
+
+
+def _expression(name):
+    return carries_baton() if name == "carries_baton" else F(name)
+
+
+def column_order(status):
+    """Return the ``order_by`` expressions of ``status``'s column."""
+    return [
+        _expression(name).desc(nulls_last=True) if desc else _expression(name).asc(nulls_last=True)
+        for name, desc in COLUMN_KEYS[status]
+    ]
+
+
+def claim_index_expressions():
+    """Return the expressions of the index the ready claim walks (pod, status, Ready's order)."""
+    return (
+        F("pod_owner"),
+        F("status"),
+        *(
+            _expression(name).desc() if desc else _expression(name)
+            for name, desc in COLUMN_KEYS[READY]
+        ),
+    )
+
+
+def key_values(task_or_row, status):
+    """Return the values of ``status``'s sort key for a task instance or a ``values()`` row."""
+
+    def get(name):
+        if isinstance(task_or_row, dict):
+            if name == "carries_baton":
+                return 0 if task_or_row.get("handoff_from") is None else 1
+            return task_or_row[name]
+        if name == "carries_baton":
+            return 0 if task_or_row.handoff_from_id is None else 1
+        return getattr(task_or_row, name)
+
+    return [get(name) for name, _ in COLUMN_KEYS[status]]
+
+
+def sort_key(status):
+    """Return a Python sort key equal to ``column_order(status)`` for task instances."""
+    keys = COLUMN_KEYS[status]
+
+    def key(task):
+        parts = []
+        for (_name, desc), value in zip(keys, key_values(task, status), strict=True):
+            parts.append((value is None, _Desc(value) if desc else _Asc(value)))
+        return parts
+
+    return key
+
+
+class _Asc:
+    __slots__ = ("value",)
+
+    def __init__(self, value):
+        self.value = value
+
+    def __lt__(self, other):
+        return self.value is not None and other.value is not None and self.value < other.value
+
+    def __eq__(self, other):
+        return self.value == other.value
+
+
+class _Desc(_Asc):
+    def __lt__(self, other):
+        return self.value is not None and other.value is not None and self.value > other.value
+
+
+def after_in_column(status, values):
+    """Return a ``Q`` for the tasks that come after a card with key ``values`` in its column.
+
+    None when a key value is unknown (null): the caller cannot place the card exactly. Callers
+    annotate ``carries_baton`` when they filter a Ready column.
+    """
+    after, equal = Q(), Q()
+    for (name, desc), value in zip(COLUMN_KEYS[status], values, strict=True):
+        if value is None:
+            return None
+        after |= equal & Q(**{f"{name}__lt" if desc else f"{name}__gt": value})
+        equal &= Q(**{name: value})
+    return after
+
+
+def position_between(task, status, after_id, before_id):
+    """Return the ``position`` that puts ``task`` between two cards of its column, or None.
+
+    Only neighbours with the task's priority count (priority orders the column first); None
+    when there is nothing to order against, and in Done (ordered by completion time). When
+    the neighbours share a position (every task starts at 0), that priority's cards are spaced
+    out first.
+    """
+    from .models import Task
+
+    if status == DONE:
+        return None
+    band = Task.objects.filter(
+        pod_owner_id=task.pod_owner_id, status=status, priority=task.priority
+    ).exclude(pk=task.pk)
+    found = dict(band.filter(pk__in=[after_id, before_id]).values_list("pk", "position"))
+    above, below = found.get(after_id), found.get(before_id)
+    if above is None and below is None:
+        return None
+    if above is None:
+        return below - 1.0
+    if below is None:
+        return above + 1.0
+    if above < below:
+        return (above + below) / 2
+    others = list(band.order_by("position", "created_at", "id").only("pk", "position"))
+    for index, other in enumerate(others):
+        other.position = float(index)
+    Task.objects.bulk_update(others, ["position"], batch_size=500)
+    spaced = {other.pk: other.position for other in others}
+    return (spaced[after_id] + spaced[before_id]) / 2

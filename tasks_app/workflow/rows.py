@@ -1,0 +1,94 @@
+"""Reading and writing task rows inside a rule: lock, save with a new version, refuse."""
+
+from datetime import timedelta
+
+from django.conf import settings
+from django.db.models import F
+
+from ..models import Status, Task
+from .runner import RuleError, not_found
+
+
+def lease_until(now):
+    return now + timedelta(seconds=settings.PODBOARD_LEASE_SECONDS)
+
+
+def lock(task_id):
+    """Return the task locked for update, with its pod; raise ``not_found``."""
+    task = (
+        Task.objects.select_for_update(of=("self",))
+        .select_related("pod_owner")
+        .filter(pk=task_id)
+        .first()
+    )
+    if task is None:
+        raise not_found(task_id)
+    return task
+
+
+def save(task, now, *fields):
+    """Write ``fields`` of ``task`` and bump its version (boards compare versions)."""
+    task.version += 1
+    task.updated_at = now
+    Task.objects.filter(pk=task.pk).update(
+        version=F("version") + 1, updated_at=now, **{f: getattr(task, f) for f in fields}
+    )
+
+
+def extend_lease(task, now):
+    """Extend the holder's lease without a new version (the card shows no change)."""
+    task.lease_expires_at = lease_until(now)
+    Task.objects.filter(pk=task.pk).update(lease_expires_at=task.lease_expires_at)
+
+
+def refuse_if_blocked(task):
+    waiting = task.blocking_ids()
+    if waiting:
+        raise RuleError(
+            "blocked",
+            f"Task {task.pk} waits for {', '.join(waiting)} to be done.",
+            blocked_by=waiting,
+        )
+
+
+def check_holder(task, instance, *, verb):
+    """Refuse a pod ``instance`` acting on a task another instance holds.
+
+    ``instance=None`` is a person acting (board, admin): people may act on any task.
+    """
+    if instance is not None and task.claimed_by and instance != task.claimed_by:
+        raise RuleError(
+            "claimed",
+            f"Task {task.pk} is held by {task.claimed_by}; {instance or 'you'} cannot {verb} it.",
+            claimed_by=task.claimed_by,
+        )
+
+
+def refuse_unless(task, *statuses, doing):
+    if task.status not in statuses:
+        raise RuleError(
+            "invalid_transition",
+            f"Task {task.pk} is {task.status}; {doing}.",
+            task_status=task.status,
+        )
+
+
+def pod_event(change, task, kind, *, actor, from_status, to_status=None, **payload):
+    """Record ``kind`` for ``task`` staying in its pod, from ``from_status`` to its status."""
+    pod = task.pod_owner.name
+    return change.record(
+        task,
+        kind,
+        actor=actor,
+        from_status=from_status,
+        to_status=task.status if to_status is None else to_status,
+        from_pod=pod,
+        to_pod=pod,
+        **payload,
+    )
+
+
+def release(task, now, status=Status.READY):
+    """Put ``task`` in ``status`` held by nobody."""
+    task.status, task.claimed_by, task.lease_expires_at = status, "", None
+    save(task, now, "status", "claimed_by", "lease_expires_at")
