@@ -7,14 +7,15 @@ Event); deleting is ``delete_tasks`` (a ``deleted`` Event that removes the card 
 
 from django import forms
 from django.contrib import admin, messages
-from django.db.models import Count, Exists, OuterRef, Q
+from django.db.models import Count, Q
 from django.http import HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 from django.utils.html import format_html, format_html_join
 
-from . import workflow
+from . import workflow, yamlio
+from .graph import blocked_exists
 from .models import (
     AutoModeRule,
     Event,
@@ -25,6 +26,7 @@ from .models import (
     Task,
     Thought,
     TraceStep,
+    validate_created_task_id,
 )
 from .workflow import RuleError
 
@@ -178,6 +180,12 @@ class PodTokenAdmin(admin.ModelAdmin):
 class TaskAdminForm(forms.ModelForm):
     """Refuse a dependency cycle with a form error (the admin builds the fields)."""
 
+    def clean_id(self):
+        task_id = self.cleaned_data.get("id")
+        if task_id and self.instance._state.adding:
+            validate_created_task_id(task_id)
+        return task_id
+
     def clean(self):
         cleaned = super().clean()
         task_id = cleaned.get("id") or self.instance.pk
@@ -203,14 +211,14 @@ class HandoffNoteInline(admin.StackedInline):
     fields = [
         ("to_task", "reason", "handoff_type", "mode"),
         "note",
-        ("token_count", "author", "created_at"),
+        ("token_count", "author", "author_pod", "created_at"),
     ]
 
 
 class TraceStepInline(admin.TabularInline):
     model = TraceStep
     extra = 0
-    fields = ["step", "action", "rationale", "tokens", "at"]
+    fields = ["step", "action", "rationale", "tokens", "author_pod", "at"]
 
 
 class ThoughtInline(admin.TabularInline):
@@ -285,12 +293,7 @@ class TaskAdmin(admin.ModelAdmin):
     ]
 
     def get_queryset(self, request):
-        blocked = Exists(
-            Task.depends_on.through.objects.filter(from_task_id=OuterRef("pk")).exclude(
-                to_task__status=Status.DONE
-            )
-        )
-        return super().get_queryset(request).annotate(is_blocked_now=blocked)
+        return super().get_queryset(request).annotate(is_blocked_now=blocked_exists())
 
     def get_readonly_fields(self, request, obj=None):
         fields = ["updated_at", "version", "event_history"]
@@ -432,10 +435,8 @@ class TaskAdmin(admin.ModelAdmin):
 
     @admin.action(description="Export selected tasks as a YAML directory (zip)")
     def export_selected(self, request, queryset):
-        from . import yaml_io
-
         task_ids = list(queryset.order_by("pk").values_list("pk", flat=True))
-        data = yaml_io.export_zip(task_ids)
+        data = yamlio.export_zip(task_ids)
         stamp = timezone.now().strftime("%Y%m%d-%H%M%S")
         response = HttpResponse(data, content_type="application/zip")
         response["Content-Disposition"] = f'attachment; filename="podboard-tasks-{stamp}.zip"'
@@ -461,6 +462,7 @@ class HandoffNoteAdmin(admin.ModelAdmin):
         "mode",
         "token_count",
         "author",
+        "author_pod",
         "created_at",
     ]
     list_filter = ["reason", "handoff_type", "mode"]
@@ -471,7 +473,7 @@ class HandoffNoteAdmin(admin.ModelAdmin):
 
 @admin.register(TraceStep)
 class TraceStepAdmin(admin.ModelAdmin):
-    list_display = ["task", "step", "action", "tokens", "at"]
+    list_display = ["task", "step", "action", "tokens", "author_pod", "at"]
     search_fields = ["task__id", "action", "rationale"]
     autocomplete_fields = ["task"]
     list_select_related = ["task"]

@@ -7,28 +7,16 @@ Every function here issues a constant number of queries, whatever the number of 
 
 from dataclasses import dataclass
 
-from django.db.models import Count, F, Q
+from django.db.models import Count, Q
 from django.template.loader import render_to_string
 
+from . import ordering
+from .graph import waiting_for
 from .models import Pod, Status, Task
 
 PAGE_SIZE = 20
 COLUMNS = [(Status.READY, "Ready"), (Status.ACTIVE, "Active"), (Status.DONE, "Done")]
 CARD_TEMPLATE = "tasks_app/board.html#card"
-
-Depends = Task.depends_on.through
-
-# The order of each column, shared by the first page and the "show more" pages.
-COLUMN_ORDER = {
-    Status.READY: [F("priority").desc(), F("position").asc(), F("created_at").asc(), F("id").asc()],
-    Status.ACTIVE: [
-        F("priority").desc(),
-        F("position").asc(),
-        F("started_at").asc(nulls_last=True),
-        F("id").asc(),
-    ],
-    Status.DONE: [F("completed_at").desc(nulls_last=True), F("id").desc()],
-}
 
 
 @dataclass(frozen=True)
@@ -89,44 +77,25 @@ def column_counts(filters=NO_FILTERS):
 
 def _attach_waits_for(tasks):
     """Set ``task.waits_for`` (ids of dependencies not done) on every task, in one query."""
-    waits = {}
-    if tasks:
-        rows = (
-            Depends.objects.filter(from_task_id__in=[t.pk for t in tasks])
-            .exclude(to_task__status=Status.DONE)
-            .order_by("to_task_id")
-            .values_list("from_task_id", "to_task_id")
-        )
-        for from_id, to_id in rows:
-            waits.setdefault(from_id, []).append(to_id)
+    waits = waiting_for([t.pk for t in tasks]) if tasks else {}
     for task in tasks:
         task.waits_for = waits.get(task.pk, [])
     return tasks
 
 
+def lane_load(pod, counts):
+    """Return the WIP figures of ``pod``'s lane from ``{(pod_id, status): n}``."""
+    active = counts.get((pod.pk, Status.ACTIVE), 0)
+    return {
+        "pod": pod,
+        "active": active,
+        "over_wip": pod.wip_limit is not None and active > pod.wip_limit,
+        "at_wip": pod.wip_limit is not None and active >= pod.wip_limit,
+    }
+
+
 # SQLite allows 500 terms in one compound SELECT; stay well under it.
 MAX_UNION_TERMS = 300
-
-
-def _column_key(status):
-    """Return a sort key matching ``COLUMN_ORDER[status]`` for tasks already in memory."""
-    if status == Status.DONE:
-        return lambda t: (
-            -(t.completed_at.timestamp() if t.completed_at else float("-inf")),
-            _desc(t.pk),
-        )
-    if status == Status.ACTIVE:
-        return lambda t: (
-            -t.priority,
-            t.position,
-            t.started_at.timestamp() if t.started_at else float("inf"),
-            t.pk,
-        )
-    return lambda t: (-t.priority, t.position, t.created_at.timestamp(), t.pk)
-
-
-def _desc(text):
-    return tuple(-ord(c) for c in text) + (1,)
 
 
 def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None):
@@ -142,7 +111,9 @@ def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None):
     for pod in pods:
         for status, _label in COLUMNS:
             column = filters.apply(Task.objects.filter(pod_owner_id=pod.pk, status=status))
-            sql, params = column.order_by(*COLUMN_ORDER[status])[:limit].query.sql_with_params()
+            sql, params = column.order_by(*ordering.column_order(status))[
+                :limit
+            ].query.sql_with_params()
             terms.append((f"SELECT * FROM ({sql}) AS col{len(terms)}", params))
     pages = {}
     everything = []
@@ -155,7 +126,7 @@ def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None):
             pages.setdefault((task.pod_owner_id, task.status), []).append(task)
             everything.append(task)
     for (_pod_id, status), tasks in pages.items():
-        tasks.sort(key=_column_key(status))
+        tasks.sort(key=ordering.sort_key(status))
     _attach_waits_for(everything)
     return pages
 
@@ -165,7 +136,7 @@ def column_page(pod, status, filters=NO_FILTERS, offset=0, limit=PAGE_SIZE):
     tasks = list(
         filters.apply(Task.objects.filter(pod_owner=pod, status=status))
         .select_related("pod_owner")
-        .order_by(*COLUMN_ORDER[status])[offset : offset + limit + 1]
+        .order_by(*ordering.column_order(status))[offset : offset + limit + 1]
     )
     more = len(tasks) > limit
     tasks = _attach_waits_for(tasks[:limit])
@@ -192,16 +163,7 @@ def board_lanes(filters=NO_FILTERS, limit=PAGE_SIZE):
                     "next_offset": len(cards) if count > len(cards) else None,
                 }
             )
-        active = counts.get((pod.pk, Status.ACTIVE), 0)
-        lanes.append(
-            {
-                "pod": pod,
-                "columns": columns,
-                "active": active,
-                "over_wip": pod.wip_limit is not None and active > pod.wip_limit,
-                "at_wip": pod.wip_limit is not None and active >= pod.wip_limit,
-            }
-        )
+        lanes.append({**lane_load(pod, counts), "columns": columns})
     return lanes
 
 
@@ -244,13 +206,9 @@ def render_counts(filters=NO_FILTERS):
     counts = column_counts(filters)
     lanes = []
     for pod in pods:
-        active = counts.get((pod.pk, Status.ACTIVE), 0)
         lanes.append(
             {
-                "pod": pod,
-                "active": active,
-                "over_wip": pod.wip_limit is not None and active > pod.wip_limit,
-                "at_wip": pod.wip_limit is not None and active >= pod.wip_limit,
+                **lane_load(pod, counts),
                 "columns": [(status, counts.get((pod.pk, status), 0)) for status, _ in COLUMNS],
             }
         )

@@ -1,7 +1,7 @@
 """PodBoard's data: pods, tasks that mirror ``task.yaml``, handoff notes, traces, events.
 
-Models answer questions about one row (``task.is_blocked()``); every change that spans rows
-lives in ``tasks_app.workflow``.
+Models answer questions about one row (``task.is_blocked()``); every change of a task's state
+runs through the rules in ``tasks_app.workflow``.
 """
 
 import hashlib
@@ -9,10 +9,12 @@ import re
 import secrets
 
 from django.core.exceptions import ValidationError
-from django.core.validators import RegexValidator
+from django.core.validators import MaxValueValidator, MinValueValidator, RegexValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+from .ordering import claim_index_expressions
 
 TASK_ID_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}"
 TASK_ID_RE = re.compile(rf"^{TASK_ID_PATTERN}\Z")
@@ -22,6 +24,27 @@ validate_task_id = RegexValidator(
     TASK_ID_RE,
     "A task id starts with a letter or digit, then up to 63 letters, digits, '.', '_' or '-'.",
 )
+# Ids that a person, a pod or an import creates are at most this long: the last 8 of the 64
+# characters an id may have are kept for derived ids (``.2``, ``.fix1``), so every continuation
+# or rework id stays valid, addressable and exportable (DESIGN.md, "Ids").
+CREATED_ID_MAX = 56
+# Trace and thought steps are numbered 1…MAX_STEP: far below any integer column's limit, so the
+# step numbered after the last one can never overflow it.
+MAX_STEP = 1_000_000
+
+
+def validate_created_task_id(value):
+    """Refuse a new task id longer than ``CREATED_ID_MAX`` characters."""
+    if len(value) > CREATED_ID_MAX:
+        raise ValidationError(
+            f"A new task id has at most {CREATED_ID_MAX} characters (this one has {len(value)}); "
+            "the rest is kept for continuation and rework ids.",
+            code="id_too_long",
+        )
+
+
+validate_step = [MinValueValidator(1), MaxValueValidator(MAX_STEP)]
+
 validate_pod_name = RegexValidator(
     POD_NAME_RE,
     "A pod name starts with a letter and then has up to 63 letters, digits, '_' or '-'.",
@@ -65,26 +88,6 @@ class Pod(models.Model):
 
     def __str__(self):
         return self.name
-
-
-def carries_baton():
-    """0 for fresh work (no ``handoff_from``), 1 for a task that carries a baton."""
-    return models.Case(
-        models.When(handoff_from__isnull=True, then=models.Value(0)),
-        default=models.Value(1),
-        output_field=models.IntegerField(),
-    )
-
-
-CLAIM_ORDER_INDEX = (
-    models.F("pod_owner"),
-    models.F("status"),
-    models.F("priority").desc(),
-    carries_baton(),
-    models.F("position"),
-    models.F("created_at"),
-    models.F("id"),
-)
 
 
 class Task(models.Model):
@@ -132,9 +135,9 @@ class Task(models.Model):
     class Meta:
         ordering = ["-priority", "position", "created_at", "id"]
         indexes = [
-            # The claim query: the same expressions, in the same order, as workflow.claim_order,
+            # The claim query orders Ready as ``ordering`` does, with these same expressions,
             # so the database walks the index and stops at the first free, unblocked task.
-            models.Index(*CLAIM_ORDER_INDEX, name="task_claim_order"),
+            models.Index(*claim_index_expressions(), name="task_claim_order"),
             # The board's Ready column.
             models.Index(
                 fields=["pod_owner", "status", "-priority", "position", "created_at"],
@@ -166,16 +169,6 @@ class Task(models.Model):
         """Return the ids of the dependencies that are not done yet."""
         return list(self.depends_on.exclude(status=Status.DONE).values_list("id", flat=True))
 
-    @property
-    def is_continuation(self):
-        return bool(self.scale_root)
-
-    def lease_seconds_left(self, now=None):
-        if not self.lease_expires_at:
-            return None
-        now = now or timezone.now()
-        return max(0, int((self.lease_expires_at - now).total_seconds()))
-
     def clean(self):
         if self.handoff_from_id and self.handoff_from_id == self.id:
             raise ValidationError({"handoff_from": "A task cannot carry its own baton."})
@@ -196,6 +189,9 @@ class HandoffNote(models.Model):
     mode = models.CharField(max_length=5, choices=ResolvedMode.choices, default=ResolvedMode.ASYNC)
     token_count = models.PositiveIntegerField(default=0)
     author = models.CharField(max_length=150, blank=True)
+    # The pod whose token wrote the note (empty for a person or the system): ``author`` is
+    # free text a pod chooses, so it is no identity.
+    author_pod = models.CharField(max_length=64, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -210,10 +206,12 @@ class TraceStep(models.Model):
     """One step of a task's ``reasoning_trace.yaml``."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="trace_steps")
-    step = models.PositiveIntegerField()
+    step = models.PositiveIntegerField(validators=validate_step)
     action = models.TextField(blank=True)
     rationale = models.TextField(blank=True)
     tokens = models.PositiveIntegerField(default=0)
+    # The pod whose token appended the step (empty for a person, the system or an import).
+    author_pod = models.CharField(max_length=64, blank=True)
     at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -228,7 +226,7 @@ class Thought(models.Model):
     """One entry of a task's ``chain_of_thought.yaml``."""
 
     task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="thoughts")
-    step = models.PositiveIntegerField()
+    step = models.PositiveIntegerField(validators=validate_step)
     thought = models.TextField()
     at = models.DateTimeField(default=timezone.now)
 

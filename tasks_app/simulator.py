@@ -570,7 +570,7 @@ class Simulator:
         total = 0
         for status in ("ready", "active"):
             code, body = self.api.list(agent.pod, status=status, limit=1)
-            total += _count(body) if code == 200 else 0
+            total += body["count"] if code == 200 else 0
         return total
 
     def _first_free_number(self, agent, start=1000):
@@ -647,19 +647,6 @@ class Simulator:
         self.stats.errors += 1
         detail = (body or {}).get("detail", "") if isinstance(body, dict) else ""
         self.log(agent, f"could not {verb}: {status} {detail}".rstrip())
-
-
-def _count(body):
-    if isinstance(body, list):
-        return len(body)
-    if isinstance(body, dict):
-        for key in ("count", "total"):
-            if isinstance(body.get(key), int):
-                return body[key]
-        for key in ("items", "results", "tasks"):
-            if isinstance(body.get(key), list):
-                return len(body[key])
-    return 0
 
 
 def _plural(n, one, many):

@@ -6,8 +6,8 @@ import pytest
 from django.utils import timezone
 
 from tasks_app import workflow
-from tasks_app.models import AutoModeRule, Event, HandoffNote, Task
 from tasks_app.api.errors import status_for
+from tasks_app.models import AutoModeRule, Event, HandoffNote, Task
 from tasks_app.workflow import RuleError
 
 
@@ -71,7 +71,9 @@ def test_next_prefers_priority_then_fresh_work_then_oldest(make_task, pods):
     make_task("LOW", priority=0, created_at=now - timedelta(hours=9))
     make_task("SRC", pod="ProductPod", status="done")
     Task.objects.filter(pk="BATON").update(handoff_from="SRC")
-    order = [workflow.claim_next(pod=pods["DevPod"], instance=f"DevPod#{i}").task.pk for i in range(4)]
+    order = [
+        workflow.claim_next(pod=pods["DevPod"], instance=f"DevPod#{i}").task.pk for i in range(4)
+    ]
     assert order == ["OLD", "NEW", "BATON", "LOW"]
 
 
