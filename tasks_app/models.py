@@ -54,6 +54,7 @@ validate_pod_name = RegexValidator(
 class Status(models.TextChoices):
     READY = "ready", "Ready"
     ACTIVE = "active", "Active"
+    REVIEW = "review", "Review"
     DONE = "done", "Done"
 
 
@@ -78,6 +79,26 @@ class Pod(models.Model):
 
     name = models.CharField(max_length=64, unique=True, validators=[validate_pod_name])
     description = models.TextField(blank=True)
+    review_required = models.BooleanField(
+        default=False, help_text="Completed tasks wait in Review until a person or reviewer decides."
+    )
+    reviewer = models.ForeignKey(
+        "self",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="reviews_for",
+        help_text="The pod whose token may decide reviews (people always may).",
+    )
+    paused = models.BooleanField(default=False, help_text="A paused pod's next hands out nothing.")
+    context_limit = models.PositiveIntegerField(
+        default=15_000, help_text="Tokens an instance may use before it should scale out."
+    )
+    webhook_url = models.URLField(
+        max_length=500, blank=True, help_text="Where PodBoard POSTs when work becomes workable."
+    )
+    # Stored as given (``whsec_…``): signing needs the secret itself, not a hash.
+    webhook_secret = models.CharField(max_length=100, blank=True, editable=False)
     order = models.IntegerField(default=0)
     wip_limit = models.PositiveIntegerField(
         null=True, blank=True, help_text="Most active tasks at once; empty means no limit."
@@ -131,6 +152,12 @@ class Task(models.Model):
     completed_at = models.DateTimeField(null=True, blank=True)
     updated_at = models.DateTimeField(auto_now=True)
     version = models.PositiveIntegerField(default=1)
+    # What the task's pod suggested its successors do next (``complete``'s ``next_steps``).
+    next_steps = models.JSONField(default=list, blank=True)
+    # The holder's open question to a person (``ask``); empty when none is open. While it is
+    # open the lease does not run.
+    question = models.TextField(blank=True)
+    asked_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         ordering = ["-priority", "position", "created_at", "id"]
@@ -150,7 +177,8 @@ class Task(models.Model):
         ]
         constraints = [
             models.CheckConstraint(
-                condition=Q(status__in=["ready", "active", "done"]), name="task_status_valid"
+                condition=Q(status__in=["ready", "active", "review", "done"]),
+                name="task_status_valid",
             ),
             models.CheckConstraint(
                 condition=Q(handoff_mode__in=["sync", "async", "auto"]),
@@ -253,6 +281,77 @@ class AutoModeRule(models.Model):
         return f"{self.task_type} → {self.mode}"
 
 
+class Comment(models.Model):
+    """A person's comment on a task, an answer to its open question, or a pod's question."""
+
+    class Kind(models.TextChoices):
+        COMMENT = "comment"
+        QUESTION = "question"
+        ANSWER = "answer"
+
+    task = models.ForeignKey(Task, on_delete=models.CASCADE, related_name="comments")
+    kind = models.CharField(max_length=10, choices=Kind.choices, default=Kind.COMMENT)
+    body = models.TextField()
+    author = models.CharField(max_length=150, blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    class Meta:
+        ordering = ["created_at", "id"]
+        indexes = [models.Index(fields=["task", "created_at"], name="comment_task_time")]
+
+    def __str__(self):
+        return f"{self.task_id} {self.kind} by {self.author}"
+
+
+class WebhookDelivery(models.Model):
+    """One webhook to send (the outbox): written in the transaction of the change it reports."""
+
+    class State(models.TextChoices):
+        PENDING = "pending"
+        DELIVERED = "delivered"
+        FAILED = "failed"  # gave up after the retry window
+
+    pod = models.ForeignKey(Pod, on_delete=models.CASCADE, related_name="deliveries")
+    event = models.ForeignKey(
+        "Event", null=True, blank=True, on_delete=models.SET_NULL, related_name="deliveries"
+    )
+    kind = models.CharField(max_length=40)  # task.reserved, task.ready, …
+    task_key = models.CharField(max_length=100)
+    webhook_id = models.CharField(max_length=64, unique=True)
+    url = models.URLField(max_length=500)
+    payload = models.JSONField(default=dict)
+    state = models.CharField(max_length=10, choices=State.choices, default=State.PENDING)
+    attempts = models.PositiveIntegerField(default=0)
+    next_attempt_at = models.DateTimeField(default=timezone.now)
+    last_error = models.TextField(blank=True)
+    created_at = models.DateTimeField(default=timezone.now)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-id"]
+        indexes = [models.Index(fields=["state", "next_attempt_at"], name="delivery_due")]
+        verbose_name_plural = "webhook deliveries"
+
+    def __str__(self):
+        return f"{self.kind} {self.task_key} → {self.pod} ({self.state})"
+
+
+class DeliveryAttempt(models.Model):
+    """One try at sending a ``WebhookDelivery``: what the receiver answered, or the error."""
+
+    delivery = models.ForeignKey(WebhookDelivery, on_delete=models.CASCADE, related_name="tries")
+    at = models.DateTimeField(default=timezone.now)
+    status_code = models.PositiveIntegerField(null=True, blank=True)
+    error = models.TextField(blank=True)
+    duration_ms = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["delivery", "at", "id"]
+
+    def __str__(self):
+        return f"{self.delivery_id} at {self.at:%H:%M:%S}: {self.status_code or self.error}"
+
+
 class EventKind(models.TextChoices):
     CREATED = "created"
     CLAIMED = "claimed"
@@ -266,6 +365,14 @@ class EventKind(models.TextChoices):
     EDITED = "edited"
     TRACED = "traced"
     DELETED = "deleted"
+    SUBMITTED = "submitted"  # completed into Review
+    REVIEWED = "reviewed"
+    SENT_BACK = "sent_back"
+    ASKED = "asked"
+    ANSWERED = "answered"
+    COMMENTED = "commented"
+    PAUSED = "paused"
+    RESUMED = "resumed"
 
 
 class Event(models.Model):
