@@ -35,7 +35,7 @@ def main():
     django.setup()
     from django.db import connection
 
-    from tasks_app import yaml_io
+    from tasks_app import yamlio
     from tasks_app.management.commands.generate_tasks import generate
     from tasks_app.models import Task
 
@@ -44,34 +44,34 @@ def main():
         source, first, second = work / "generated", work / "export-1", work / "export-2"
         clock = _Clock()
         pods, records = generate(args.tasks, seed=args.seed)
-        yaml_io.write_directory(source, pods=pods, records=records)
+        yamlio.write_directory(source, pods=pods, records=records)
         generate_s = clock.stop()
         files = sum(1 for p in source.rglob("*") if p.is_file())
 
         clock = _Clock()
-        summary = yaml_io.import_directory(source)
+        summary = yamlio.import_directory(source)
         import_s = clock.stop()
         assert len(summary["created"]) == Task.objects.count() == args.tasks
 
         clock = _Clock()
-        summary = yaml_io.import_directory(source)
+        summary = yamlio.import_directory(source)
         reimport_s = clock.stop()
         assert len(summary["unchanged"]) == args.tasks
 
         clock = _Clock()
-        yaml_io.export_directory(first)
+        yamlio.export_directory(first)
         export_s = clock.stop()
 
         # Touch every task so the re-import has to rewrite all of them.
         for path in source.glob("tasks/*/task.yaml"):
             path.write_text(path.read_text().replace("priority: ", "priority: 1", 1))
         clock = _Clock()
-        summary = yaml_io.import_directory(source)
+        summary = yamlio.import_directory(source)
         update_s = clock.stop()
         assert len(summary["updated"]) == args.tasks
 
-        yaml_io.import_directory(first)
-        yaml_io.export_directory(second)
+        yamlio.import_directory(first)
+        yamlio.export_directory(second)
         identical = _tree(first) == _tree(second)
     finally:
         connection.creation.destroy_test_db(old_name, verbosity=0)

@@ -1,6 +1,6 @@
 """A whole ProductPod → DevPod → QAPod delivery driven through the HTTP API only.
 
-The tasks come from a YAML directory imported with ``tasks_app.yaml_io``; from then on every
+The tasks come from a YAML directory imported with ``tasks_app.yamlio``; from then on every
 change is an API call by a pod instance: pull, start, trace, complete, scale out once,
 auto-hand-off, until every task is done.
 """
@@ -10,10 +10,9 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks_app import yamlio
 from tasks_app.models import HandoffNote, Pod, PodToken, Task
 from tests.api_client import PodClient
-
-yaml_io = pytest.importorskip("tasks_app.yaml_io")
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples" / "tasks"
 
@@ -69,7 +68,7 @@ def write_directory(root):
 @pytest.fixture
 def team(db, tmp_path):
     """Import the directory, then give each pod a token and a client."""
-    yaml_io.import_directory(write_directory(tmp_path / "delivery"), actor="test")
+    yamlio.import_directory(write_directory(tmp_path / "delivery"), actor="test")
 
     return {
         pod.name: PodClient(PodToken.issue(pod=pod, label="delivery")[1])
@@ -333,7 +332,7 @@ def _example_tasks():
 @pytest.mark.skipif(not _example_tasks(), reason="examples/tasks/ holds no tasks yet")
 def test_the_example_directory_can_be_delivered_through_the_api(db):
     """Import examples/, then let one instance per pod pull and complete until all is done."""
-    yaml_io.import_directory(EXAMPLES, actor="test")
+    yamlio.import_directory(EXAMPLES, actor="test")
     clients = {p.name: PodClient(PodToken.issue(pod=p)[1]) for p in Pod.objects.all()}
     scaled, pulled, before = None, [], set(HandoffNote.objects.values_list("pk", flat=True))
     for _round in range(500):

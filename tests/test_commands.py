@@ -112,6 +112,8 @@ def _request_unmigrated(tmp_path, path, method="get", **extra):
     script = (
         "import django, json; django.setup()\n"
         "from django.test import Client\n"
+        # As the test runner does: the test client's host name is allowed for this run only.
+        "from django.test.utils import setup_test_environment; setup_test_environment()\n"
         f"r = Client().{method}({path!r}, **{extra!r})\n"
         "print(json.dumps({'status': r.status_code, 'type': r['Content-Type'],"
         " 'body': r.content.decode()}))\n"

@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from tasks_app import cli
 from tasks_app.management.commands import expire_leases as expire_command
 from tasks_app.models import Event, HandoffNote, Task
 
@@ -141,7 +142,7 @@ def test_server_sweeper_returns_stalled_tasks_on_its_event_loop(make_task):
     reported = []
 
     async def run():
-        sweeper = asyncio.create_task(expire_command.sweep_forever(0.01, report=reported.append))
+        sweeper = asyncio.create_task(cli.sweep_forever(0.01, report=reported.append))
         for _ in range(300):
             await asyncio.sleep(0.01)
             if reported:

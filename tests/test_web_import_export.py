@@ -10,8 +10,6 @@ from tasks_app.models import Task
 
 pytestmark = pytest.mark.django_db
 
-yaml_io = pytest.importorskip("tasks_app.yaml_io", reason="tasks_app.yaml_io is not there yet")
-
 
 def make_zip(files):
     buffer = io.BytesIO()

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from django.conf import settings
 
-from tasks_app import yaml_io
+from tasks_app import workflow, yamlio
 from tasks_app.models import Event, HandoffNote, Pod, Task, Thought, TraceStep
 
 EXAMPLES = Path(settings.BASE_DIR) / "examples" / "tasks"
@@ -46,7 +46,7 @@ def make_task(db):
 @pytest.fixture
 def loaded(db, tmp_path):
     """The example imported into the database, and a writable copy of it to break."""
-    yaml_io.import_directory(EXAMPLES)
+    yamlio.import_directory(EXAMPLES)
     target = tmp_path / "dir"
     for path in sorted(EXAMPLES.rglob("*")):
         if path.is_file():
@@ -66,8 +66,8 @@ def edit(root, rel, old, new):
 def refused(root):
     """Import ``root``, expecting a refusal; assert nothing changed; return the problem lines."""
     before = snapshot()
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_directory(root)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_directory(root)
     assert snapshot() == before
     return [str(p) for p in caught.value.problems]
 
@@ -83,7 +83,7 @@ def test_unknown_field_is_refused(loaded):
     edit(loaded, "tasks/QA-122/task.yaml", "priority: 0\n", "priority: 0\nowner: Bob\n")
     assert refused(loaded) == [
         "tasks/QA-122/task.yaml:7: owner: unknown field (known: "
-        + ", ".join(yaml_io.TASK_KEYS)
+        + ", ".join(yamlio.TASK_KEYS)
         + ")"
     ]
 
@@ -91,7 +91,7 @@ def test_unknown_field_is_refused(loaded):
 def test_bad_status_is_refused(loaded):
     edit(loaded, "tasks/DEV-111/task.yaml", "status: ready", "status: doing")
     assert refused(loaded) == [
-        "tasks/DEV-111/task.yaml:4: status: 'doing' is not one of ready, active, done"
+        "tasks/DEV-111/task.yaml:4: status: 'doing' is not one of ready, active, review, done"
     ]
 
 
@@ -115,7 +115,7 @@ def test_missing_dependency_is_refused(loaded):
 def test_dependency_on_a_task_only_in_the_database_is_accepted(loaded, make_task):
     make_task("DEV-999")
     edit(loaded, "tasks/QA-122/task.yaml", "depends_on: [DEV-121]", "depends_on: [DEV-999]")
-    yaml_io.import_directory(loaded)
+    yamlio.import_directory(loaded)
     assert list(Task.objects.get(pk="QA-122").depends_on.values_list("pk", flat=True)) == [
         "DEV-999"
     ]
@@ -226,7 +226,7 @@ def test_prompt_key_together_with_prompt_txt_is_refused(loaded):
 def test_prompt_key_alone_is_accepted(loaded):
     (loaded / "tasks/DEV-121/prompt.txt").unlink()
     edit(loaded, "tasks/DEV-121/task.yaml", "priority: 0\n", "priority: 0\nprompt: |\n  Do it.\n")
-    yaml_io.import_directory(loaded)
+    yamlio.import_directory(loaded)
     assert Task.objects.get(pk="DEV-121").prompt == "Do it.\n"
 
 
@@ -265,7 +265,7 @@ def test_modest_aliases_are_accepted(loaded):
         "inputs: {spec: docs/settings-spec.md}",
         "inputs:\n  base: &b {env: staging}\n  copy: *b",
     )
-    yaml_io.import_directory(loaded)
+    yamlio.import_directory(loaded)
     assert Task.objects.get(pk="DEV-121").inputs == {
         "base": {"env": "staging"},
         "copy": {"env": "staging"},
@@ -397,24 +397,24 @@ def test_every_problem_is_reported_at_once(loaded):
 
 
 def test_a_directory_that_does_not_exist_is_refused(db, tmp_path):
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_directory(tmp_path / "nowhere")
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_directory(tmp_path / "nowhere")
     assert str(caught.value).endswith("nowhere: is not a directory")
 
 
 def test_a_directory_without_tasks_is_refused(db, tmp_path):
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_directory(tmp_path)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_directory(tmp_path)
     assert str(caught.value) == "tasks: is missing (expected tasks/<id>/task.yaml)"
 
 
 def test_database_changed_between_check_and_apply_is_refused(loaded, make_task):
     edit(loaded, "tasks/PROD-120/task.yaml", "depends_on: []", "depends_on: [OLD-1]")
     make_task("OLD-1")
-    plan = yaml_io.read_directory(loaded)
+    plan = yamlio.read_directory(loaded)
     Task.objects.filter(pk="OLD-1").delete()
     before = snapshot()
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.apply(plan)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        workflow.import_plan(plan=plan, actor="import")
     assert "OLD-1 is neither in this directory nor in the database" in str(caught.value)
     assert snapshot() == before

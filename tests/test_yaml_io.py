@@ -13,7 +13,7 @@ from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.db import connection
 
-from tasks_app import yaml_io
+from tasks_app import yamlio
 from tasks_app.management.commands.generate_tasks import generate
 from tasks_app.models import Event, HandoffNote, Pod, Task, Thought, TraceStep
 
@@ -63,7 +63,7 @@ def example(db, tmp_path):
 
 
 def test_example_directory_imports_its_chains_and_continuation(db):
-    summary = yaml_io.import_directory(EXAMPLES)
+    summary = yamlio.import_directory(EXAMPLES)
 
     assert len(summary["created"]) == Task.objects.count() == 11
     assert summary["pods_created"] == ["DevPod", "ProductPod", "QAPod"]
@@ -89,15 +89,15 @@ def test_example_directory_imports_its_chains_and_continuation(db):
 
 
 def test_example_directory_exports_byte_identically(db, tmp_path):
-    yaml_io.import_directory(EXAMPLES)
+    yamlio.import_directory(EXAMPLES)
 
-    yaml_io.export_directory(tmp_path / "out")
+    yamlio.export_directory(tmp_path / "out")
 
     assert tree(tmp_path / "out") == tree(EXAMPLES)
 
 
 def test_example_timestamps_are_aware_utc_and_inputs_stay_strings(db):
-    yaml_io.import_directory(EXAMPLES)
+    yamlio.import_directory(EXAMPLES)
     task = Task.objects.get(pk="PROD-100")
     assert task.completed_at.isoformat() == "2026-11-20T08:59:00+00:00"
     assert all(isinstance(v, str) for v in task.inputs.values())
@@ -111,12 +111,12 @@ def test_generated_directory_round_trips_byte_identically_through_a_fresh_databa
     db, tmp_path, seed
 ):
     pods, records = generate(150, seed=seed)
-    yaml_io.write_directory(tmp_path / "gen", pods=pods, records=records)
-    yaml_io.import_directory(tmp_path / "gen")
-    yaml_io.export_directory(tmp_path / "first")
+    yamlio.write_directory(tmp_path / "gen", pods=pods, records=records)
+    yamlio.import_directory(tmp_path / "gen")
+    yamlio.export_directory(tmp_path / "first")
     wipe()
-    yaml_io.import_directory(tmp_path / "first")
-    yaml_io.export_directory(tmp_path / "second")
+    yamlio.import_directory(tmp_path / "first")
+    yamlio.export_directory(tmp_path / "second")
 
     assert tree(tmp_path / "first") == tree(tmp_path / "second") == tree(tmp_path / "gen")
     assert Task.objects.count() == 150
@@ -131,7 +131,7 @@ def test_dates_inside_inputs_and_outputs_stay_the_strings_written(db, example):
             "inputs: {due: 2026-12-01, at: 2026-12-01 10:00:00, deadline: 2026-12-01T10:00:00Z}",
         )
     )
-    yaml_io.import_directory(example)
+    yamlio.import_directory(example)
     assert Task.objects.get(pk="QA-122").inputs == {
         "due": "2026-12-01",
         "at": "2026-12-01 10:00:00",
@@ -162,15 +162,15 @@ def test_tricky_text_round_trips_exactly(db, tmp_path, make_task):
             inputs={"text": text},
             outputs=[{"name": text, "uri": "x", "summary": text}],
         )
-    yaml_io.export_directory(tmp_path / "a")
+    yamlio.export_directory(tmp_path / "a")
     wipe()
-    yaml_io.import_directory(tmp_path / "a")
+    yamlio.import_directory(tmp_path / "a")
     for n, text in enumerate(texts.values()):
         task = Task.objects.get(pk=f"T-{n}")
         assert (task.description, task.prompt, task.reasoning_summary) == (text, text, text)
         assert task.inputs == {"text": text}
         assert task.outputs[0]["summary"] == text
-    yaml_io.export_directory(tmp_path / "b")
+    yamlio.export_directory(tmp_path / "b")
     assert tree(tmp_path / "a") == tree(tmp_path / "b")
 
 
@@ -200,11 +200,11 @@ def test_every_task_field_survives_a_round_trip(db, tmp_path, make_task):
         reasoning_summary="why",
         scale_root="DEV-0",
     )
-    before = yaml_io.load_records()[0]
-    yaml_io.export_directory(tmp_path / "a")
+    before = yamlio.load_records()[0]
+    yamlio.export_directory(tmp_path / "a")
     wipe()
-    yaml_io.import_directory(tmp_path / "a")
-    after = yaml_io.load_records()[0]
+    yamlio.import_directory(tmp_path / "a")
+    after = yamlio.load_records()[0]
     assert after["DEV-1"].fingerprint() == before["DEV-1"].fingerprint()
     assert "continuation_of: DEV-0" in (tmp_path / "a/tasks/DEV-1/task.yaml").read_text()
     assert "continuation_of" not in (tmp_path / "a/tasks/PROD-1/task.yaml").read_text()
@@ -214,14 +214,14 @@ def test_every_task_field_survives_a_round_trip(db, tmp_path, make_task):
 
 
 def test_reimport_updates_changed_tasks_by_id_and_leaves_others_alone(example, make_task):
-    yaml_io.import_directory(example)
+    yamlio.import_directory(example)
     other = make_task("OTHER-1", title="Not in the directory", depends_on=["DEV-111"])
     version = Task.objects.get(pk="DEV-111").version
     path = example / "tasks/DEV-111/task.yaml"
     path.write_text(path.read_text().replace("priority: 1", "priority: 5"))
     notes = HandoffNote.objects.count()
 
-    summary = yaml_io.import_directory(example)
+    summary = yamlio.import_directory(example)
 
     assert summary["updated"] == ["DEV-111"]
     assert len(summary["unchanged"]) == 10 and summary["created"] == []
@@ -233,12 +233,12 @@ def test_reimport_updates_changed_tasks_by_id_and_leaves_others_alone(example, m
 
 
 def test_reimport_replaces_notes_and_traces_instead_of_adding_them(example):
-    yaml_io.import_directory(example)
+    yamlio.import_directory(example)
     (example / "tasks/PROD-100/chain_of_thought.yaml").unlink()
     notes = example / "tasks/PROD-110/handoff_notes.yaml"
     notes.write_text(notes.read_text().split("- to: DEV-112")[0])
 
-    summary = yaml_io.import_directory(example)
+    summary = yamlio.import_directory(example)
 
     assert summary["updated"] == ["PROD-100", "PROD-110"]
     assert not Thought.objects.filter(task_id="PROD-100").exists()
@@ -249,34 +249,37 @@ def test_reimport_replaces_notes_and_traces_instead_of_adding_them(example):
 
 
 def test_reimport_of_an_unchanged_directory_writes_nothing(db):
-    yaml_io.import_directory(EXAMPLES)
+    yamlio.import_directory(EXAMPLES)
     before = db_state()
-    summary = yaml_io.import_directory(EXAMPLES)
+    summary = yamlio.import_directory(EXAMPLES)
     assert summary["created"] == summary["updated"] == []
     assert db_state() == before
 
 
 def test_reimport_keeps_created_at_when_the_file_omits_it(example):
-    yaml_io.import_directory(example)
+    yamlio.import_directory(example)
     path = example / "tasks/DEV-121/task.yaml"
     path.write_text(path.read_text().replace("created_at: 2026-11-21T09:00:00Z\n", ""))
-    summary = yaml_io.import_directory(example)
+    summary = yamlio.import_directory(example)
     assert "DEV-121" in summary["unchanged"]
     assert Task.objects.get(pk="DEV-121").created_at.isoformat() == "2026-11-21T09:00:00+00:00"
 
 
 def test_dry_run_reports_what_would_change_and_writes_nothing(db):
     before = db_state()
-    summary = yaml_io.import_directory(EXAMPLES, dry_run=True)
+    summary = yamlio.import_directory(EXAMPLES, dry_run=True)
     assert len(summary["created"]) == 11
     assert summary["pods_created"] == ["DevPod", "ProductPod", "QAPod"]
     assert db_state() == before
 
 
-def test_import_writes_one_imported_event_per_task_and_announces_once(db, monkeypatch):
+def test_import_writes_one_imported_event_per_task_and_announces_once(
+    db, monkeypatch, django_capture_on_commit_callbacks
+):
     announced = []
-    monkeypatch.setattr("tasks_app.workflow.announce", lambda events: announced.append(events))
-    yaml_io.import_directory(EXAMPLES, actor="ops")
+    monkeypatch.setattr("tasks_app.live.publish", lambda events: announced.append(events))
+    with django_capture_on_commit_callbacks(execute=True):
+        yamlio.import_directory(EXAMPLES, actor="ops")
     events = Event.objects.filter(kind="imported")
     assert events.count() == 11
     assert set(events.values_list("actor", flat=True)) == {"ops"}
@@ -284,7 +287,7 @@ def test_import_writes_one_imported_event_per_task_and_announces_once(db, monkey
 
 
 def test_pods_yaml_updates_an_existing_pod(example, pods):
-    summary = yaml_io.import_directory(example)
+    summary = yamlio.import_directory(example)
     assert summary["pods_created"] == []
     assert "DevPod" in summary["pods_updated"]
     assert Pod.objects.get(name="DevPod").wip_limit == 2
@@ -292,7 +295,7 @@ def test_pods_yaml_updates_an_existing_pod(example, pods):
 
 def test_a_pod_named_only_by_pod_owner_is_created(example):
     (example / "pods.yaml").unlink()
-    summary = yaml_io.import_directory(example)
+    summary = yamlio.import_directory(example)
     assert summary["pods_created"] == ["DevPod", "ProductPod", "QAPod"]
 
 
@@ -300,13 +303,13 @@ def test_a_note_may_address_a_task_that_is_only_in_the_database(example, make_ta
     make_task("DEV-900")
     notes = example / "tasks/PROD-110/handoff_notes.yaml"
     notes.write_text(notes.read_text().replace("to: DEV-112", "to: DEV-900"))
-    yaml_io.import_directory(example)
+    yamlio.import_directory(example)
     assert HandoffNote.objects.filter(from_task_id="PROD-110", to_task_id="DEV-900").exists()
 
 
 def test_progress_is_reported_for_reading_and_writing(db):
     seen = []
-    yaml_io.import_directory(EXAMPLES, progress=lambda stage, done, total: seen.append(stage))
+    yamlio.import_directory(EXAMPLES, progress=lambda stage, done, total: seen.append(stage))
     assert "read" in seen and "write" in seen
 
 
@@ -314,14 +317,14 @@ def test_progress_is_reported_for_reading_and_writing(db):
 
 
 def test_export_into_an_existing_directory_overwrites_only_exported_tasks(db, tmp_path):
-    yaml_io.import_directory(EXAMPLES)
+    yamlio.import_directory(EXAMPLES)
     out = tmp_path / "out"
     (out / "tasks/KEEP-1").mkdir(parents=True)
     (out / "tasks/KEEP-1/task.yaml").write_text("id: KEEP-1\n")
     (out / "tasks/QA-122").mkdir(parents=True)
     (out / "tasks/QA-122/handoff_notes.yaml").write_text("- to: nowhere\n")
 
-    count = yaml_io.export_directory(out)
+    count = yamlio.export_directory(out)
 
     assert count == 11
     assert (out / "tasks/KEEP-1/task.yaml").read_text() == "id: KEEP-1\n"
@@ -329,8 +332,8 @@ def test_export_into_an_existing_directory_overwrites_only_exported_tasks(db, tm
 
 
 def test_export_of_selected_tasks_writes_only_them_and_their_pods(db, tmp_path):
-    yaml_io.import_directory(EXAMPLES)
-    count = yaml_io.export_directory(tmp_path, task_ids=["DEV-111", "QA-113"])
+    yamlio.import_directory(EXAMPLES)
+    count = yamlio.export_directory(tmp_path, task_ids=["DEV-111", "QA-113"])
     assert count == 2
     assert sorted(os.listdir(tmp_path / "tasks")) == ["DEV-111", "QA-113"]
     pods_yaml = (tmp_path / "pods.yaml").read_text()
@@ -365,7 +368,7 @@ def test_import_command_prints_every_problem_and_fails(example):
     assert caught.value.returncode == 1
     assert "2 problem(s)" in str(caught.value)
     assert (
-        "tasks/DEV-111/task.yaml:4: status: 'doing' is not one of ready, active, done"
+        "tasks/DEV-111/task.yaml:4: status: 'doing' is not one of ready, active, review, done"
         in err.getvalue()
     )
     assert "tasks/QA-122/task.yaml:13: colour: unknown field" in err.getvalue()
@@ -374,7 +377,7 @@ def test_import_command_prints_every_problem_and_fails(example):
 
 def test_import_command_progress_bar_draws_on_request(db, tmp_path):
     pods, records = generate(250, seed=2)
-    yaml_io.write_directory(tmp_path, pods=pods, records=records)
+    yamlio.write_directory(tmp_path, pods=pods, records=records)
     err = io.StringIO()
     call_command("import_tasks", str(tmp_path), "--progress", stdout=io.StringIO(), stderr=err)
     assert "read [" in err.getvalue() and "250/250" in err.getvalue()
@@ -402,7 +405,7 @@ def test_import_command_exits_non_zero_from_the_shell(db, tmp_path):
 
 
 def test_export_command_writes_the_directory(db, tmp_path):
-    yaml_io.import_directory(EXAMPLES)
+    yamlio.import_directory(EXAMPLES)
     out = io.StringIO()
     call_command("export_tasks", str(tmp_path / "out"), stdout=out)
     assert "Exported 11 task(s)" in out.getvalue()
@@ -429,7 +432,7 @@ def test_generated_directory_has_fan_in_fan_out_modes_and_scale_outs(db, tmp_pat
         "SpecPod,BuildPod,ReviewPod,ShipPod",
         stdout=io.StringIO(),
     )
-    yaml_io.import_directory(tmp_path)
+    yamlio.import_directory(tmp_path)
     assert set(Pod.objects.values_list("name", flat=True)) == {
         "SpecPod",
         "BuildPod",
@@ -466,27 +469,27 @@ def make_zip(entries):
 
 
 def test_zip_export_imports_into_a_fresh_database_unchanged(db, tmp_path):
-    yaml_io.import_directory(EXAMPLES)
-    data = yaml_io.export_zip()
-    assert data == yaml_io.export_zip()  # byte-stable
+    yamlio.import_directory(EXAMPLES)
+    data = yamlio.export_zip()
+    assert data == yamlio.export_zip()  # byte-stable
     wipe()
-    summary = yaml_io.import_zip(io.BytesIO(data), actor="web", dry_run=False)
+    summary = yamlio.import_zip(io.BytesIO(data), actor="web", dry_run=False)
     assert len(summary["created"]) == 11
-    yaml_io.export_directory(tmp_path)
+    yamlio.export_directory(tmp_path)
     assert tree(tmp_path) == tree(EXAMPLES)
     assert set(Event.objects.values_list("actor", flat=True)) == {"web"}
 
 
 def test_zip_with_the_directory_at_its_top_is_accepted(db):
     entries = {f"{rel}": data for rel, data in tree(EXAMPLES).items()}
-    summary = yaml_io.import_zip(make_zip(entries), actor="web", dry_run=True)
+    summary = yamlio.import_zip(make_zip(entries), actor="web", dry_run=True)
     assert len(summary["created"]) == 11
     assert not Task.objects.exists()
 
 
 def test_zip_export_of_selected_tasks_holds_only_them(db):
-    yaml_io.import_directory(EXAMPLES)
-    names = zipfile.ZipFile(io.BytesIO(yaml_io.export_zip(["QA-122"]))).namelist()
+    yamlio.import_directory(EXAMPLES)
+    names = zipfile.ZipFile(io.BytesIO(yamlio.export_zip(["QA-122"]))).namelist()
     assert "podboard-tasks/tasks/QA-122/task.yaml" in names
     assert not any("DEV-" in n for n in names)
 
@@ -504,8 +507,8 @@ def test_zip_export_of_selected_tasks_holds_only_them(db):
 def test_zip_slip_paths_are_refused_and_nothing_is_written(db, name):
     entries = {f"x/{rel}": data for rel, data in tree(EXAMPLES).items()}
     entries[name] = b"owned: true\n"
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_zip(make_zip(entries), actor="web", dry_run=False)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_zip(make_zip(entries), actor="web", dry_run=False)
     assert any(p.file == name and "refused" in p.message for p in caught.value.problems)
     assert not Task.objects.exists()
 
@@ -513,16 +516,16 @@ def test_zip_slip_paths_are_refused_and_nothing_is_written(db, name):
 def test_zip_symlinks_are_refused(db):
     link = zipfile.ZipInfo("x/tasks/DEV-1/prompt.txt")
     link.external_attr = 0o120777 << 16
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_zip(make_zip({"link": link}), actor="web", dry_run=False)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_zip(make_zip({"link": link}), actor="web", dry_run=False)
     assert "symbolic links" in str(caught.value)
 
 
 def test_zip_with_too_many_files_is_refused(db, settings):
     settings.PODBOARD_ZIP_MAX_FILES = 5
     entries = {f"x/{rel}": data for rel, data in tree(EXAMPLES).items()}
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_zip(make_zip(entries), actor="web", dry_run=False)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_zip(make_zip(entries), actor="web", dry_run=False)
     assert "the limit is 5" in str(caught.value)
 
 
@@ -532,14 +535,14 @@ def test_zip_that_expands_too_far_is_refused(db, settings):
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("x/tasks/DEV-1/prompt.txt", b"a" * 50_000)
     buffer.seek(0)
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_zip(buffer, actor="web", dry_run=False)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_zip(buffer, actor="web", dry_run=False)
     assert "expands to 50000 bytes" in str(caught.value)
 
 
 def test_a_file_that_is_not_a_zip_is_refused(db):
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_zip(io.BytesIO(b"not a zip"), actor="web", dry_run=False)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_zip(io.BytesIO(b"not a zip"), actor="web", dry_run=False)
     assert str(caught.value) == "upload: is not a zip file"
 
 
@@ -548,7 +551,7 @@ def test_zip_problems_name_the_file_inside_the_directory(db):
     entries["x/tasks/QA-122/task.yaml"] = entries["x/tasks/QA-122/task.yaml"].replace(
         b"status: ready", b"status: later"
     )
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_zip(make_zip(entries), actor="web", dry_run=False)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_zip(make_zip(entries), actor="web", dry_run=False)
     assert str(caught.value).startswith("tasks/QA-122/task.yaml:4: status: 'later'")
     assert not Task.objects.exists()

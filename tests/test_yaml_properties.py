@@ -8,7 +8,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tasks_app import yaml_io
+from tasks_app import yamlio
 from tasks_app.models import Event, HandoffNote, Pod, Task
 
 SETTINGS = settings(
@@ -43,7 +43,7 @@ def directories(draw):
     """Return ``(pods, records)`` for a valid directory (dependencies only point backwards)."""
     names = draw(st.lists(pod_names, min_size=1, max_size=3, unique=True))
     pods = [
-        yaml_io.PodRecord(
+        yamlio.PodRecord(
             name=n,
             description=draw(text),
             order=draw(st.integers(-5, 5)),
@@ -56,7 +56,7 @@ def directories(draw):
     records = []
     for index, task_id in enumerate(ids):
         earlier = ids[:index]
-        record = yaml_io.TaskRecord(
+        record = yamlio.TaskRecord(
             id=task_id,
             title=draw(title),
             description=draw(text),
@@ -155,9 +155,9 @@ def test_valid_directories_round_trip_byte_identically(db, tmp_path_factory, dir
     wipe()
     pods, records = directory
     root = tmp_path_factory.mktemp("valid")
-    yaml_io.write_directory(root / "in", pods=pods, records=records)
-    yaml_io.import_directory(root / "in")
-    yaml_io.export_directory(root / "out")
+    yamlio.write_directory(root / "in", pods=pods, records=records)
+    yamlio.import_directory(root / "in")
+    yamlio.export_directory(root / "out")
     assert tree(root / "out") == tree(root / "in")
 
 
@@ -209,13 +209,13 @@ def test_broken_directories_are_refused_and_change_nothing(db, tmp_path_factory,
     wipe()
     pods, records = directory
     root = tmp_path_factory.mktemp("broken")
-    yaml_io.write_directory(root, pods=pods, records=records)
-    yaml_io.import_directory(root)
+    yamlio.write_directory(root, pods=pods, records=records)
+    yamlio.import_directory(root)
     before = state()
     broken_file = break_directory(root, records, how)
 
-    with pytest.raises(yaml_io.ImportErrors) as caught:
-        yaml_io.import_directory(root)
+    with pytest.raises(yamlio.ImportErrors) as caught:
+        yamlio.import_directory(root)
 
     assert state() == before
     problems = caught.value.problems

@@ -17,10 +17,17 @@ from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from tasks_app.management.commands.expire_leases import sweep_forever
-from tasks_app.management.commands.simulate_pods import issue_tokens, wait_for_server
+from tasks_app import yamlio
+from tasks_app.cli import (
+    add_simulator_options,
+    check_simulator_options,
+    describe_import,
+    issue_tokens,
+    simulator_for,
+    sweep_forever,
+    wait_for_server,
+)
 from tasks_app.models import PodToken, Task
-from tasks_app.simulator import PodApi, Simulator
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "podboard-demo"
@@ -50,9 +57,7 @@ class Command(BaseCommand):
         parser.add_argument(
             "--no-simulator", action="store_true", help="Serve without the simulated pods."
         )
-        parser.add_argument("--speed", type=float, default=1.0, help="Simulator pace multiplier.")
-        parser.add_argument("--instances", type=int, default=2, help="Instances per pod.")
-        parser.add_argument("--seed", type=int, default=None, help="Simulator seed.")
+        add_simulator_options(parser)
         parser.add_argument(
             "--lease-seconds",
             type=int,
@@ -69,6 +74,7 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
+        check_simulator_options(options)
         self.prepare(examples=Path(options["examples"]))
         url = f"http://{_url_host(options['host'])}:{options['port']}"
         self.banner(url, options["host"])
@@ -95,16 +101,11 @@ class Command(BaseCommand):
         if Task.objects.exists():
             self.stdout.write(f"Keeping the {Task.objects.count()} task(s) already loaded.")
         elif examples.is_dir():
-            from tasks_app import yaml_io
-
             try:
-                summary = yaml_io.import_directory(examples, actor="demo")
-            except yaml_io.ImportErrors as exc:
+                summary = yamlio.import_directory(examples, actor="demo")
+            except yamlio.ImportErrors as exc:
                 raise CommandError(f"The examples in {examples} do not load:\n{exc}") from exc
-            self.stdout.write(
-                f"Loaded {Task.objects.count()} example task(s) from {examples} "
-                f"({_describe(summary)})."
-            )
+            self.stdout.write(f"Loaded the examples from {examples}: {describe_import(summary)}")
         else:
             self.stdout.write(
                 self.style.WARNING(
@@ -201,12 +202,11 @@ class Command(BaseCommand):
             except CommandError as exc:
                 self.stderr.write(str(exc))
                 return
-            simulator = Simulator(
-                PodApi(http, tokens),
+            simulator = simulator_for(
+                http,
+                tokens,
                 pods=pods,
-                instances=options["instances"],
-                speed=options["speed"],
-                seed=options["seed"],
+                options=options,
                 stop=stop,
                 log=lambda line: self.stdout.write(f"sim {line}"),
             )
@@ -225,10 +225,3 @@ def _url_host(host):
     if host in ("0.0.0.0", "::", ""):
         return "127.0.0.1"
     return f"[{host}]" if ":" in host and not host.startswith("[") else host
-
-
-def _describe(summary):
-    if isinstance(summary, dict):
-        counts = {k: len(v) if isinstance(v, list | tuple) else v for k, v in summary.items()}
-        return ", ".join(f"{key.replace('_', ' ')}: {n}" for key, n in counts.items() if n)
-    return str(summary)

@@ -2,7 +2,8 @@
 
 from django.core.management.base import BaseCommand
 
-from tasks_app import yaml_io
+from tasks_app import yamlio
+from tasks_app.cli import add_progress_option, progress_for
 
 
 class Command(BaseCommand):
@@ -20,14 +21,10 @@ class Command(BaseCommand):
             metavar="ID",
             help="Export only this task (repeatable).",
         )
-        parser.add_argument(
-            "--progress",
-            action="store_true",
-            help="Draw the progress bar even when stderr is not a terminal.",
-        )
+        add_progress_option(parser)
 
     def handle(self, *, directory, task_ids, progress, **options):
-        bar = yaml_io.ProgressBar(self.stderr, force=progress)
-        count = yaml_io.export_directory(directory, task_ids=task_ids, progress=bar)
+        bar = progress_for(options, force=progress)
+        count = yamlio.export_directory(directory, task_ids=task_ids, progress=bar)
         bar.close()
         self.stdout.write(f"Exported {count} task(s) to {directory}.")

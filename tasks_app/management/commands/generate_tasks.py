@@ -11,7 +11,8 @@ from datetime import UTC, datetime, timedelta
 
 from django.core.management.base import BaseCommand, CommandError
 
-from tasks_app import yaml_io
+from tasks_app import yamlio
+from tasks_app.ids import continuation_id, root_of
 from tasks_app.models import POD_NAME_RE
 
 DEFAULT_PODS = ("ProductPod", "DevPod", "QAPod")
@@ -51,7 +52,7 @@ def generate(count, *, seed=0, pods=DEFAULT_PODS):
     rng = random.Random(seed)
     prefixes = _prefixes(pods)
     pod_records = [
-        yaml_io.PodRecord(
+        yamlio.PodRecord(
             name=name,
             description=f"{name}: stage {i + 1} of the chain.",
             order=i,
@@ -108,7 +109,7 @@ def generate(count, *, seed=0, pods=DEFAULT_PODS):
                 stage_ids.append(task_id)
                 if status == "done" and 0 < stage < len(pods) - 1 and rng.random() < 0.15:
                     follows = "done" if stage < progress - 1 else "active"
-                    continuation = _scale_out(rng, record, follows)
+                    continuation = _scale_out(rng, record, follows, taken=by_id)
                     records.append(continuation)
                     by_id[continuation.id] = continuation
                     stage_ids[-1] = continuation.id
@@ -128,7 +129,7 @@ def generate(count, *, seed=0, pods=DEFAULT_PODS):
 
 def _task(rng, task_id, pod, stage, stages, topic, feature, deps, status, created):
     task_type = TYPES.get(stage, TYPES[-1] if stage == stages - 1 else "build")
-    record = yaml_io.TaskRecord(
+    record = yamlio.TaskRecord(
         id=task_id,
         title=f"{task_type.capitalize()}: {topic} (feature {feature})",
         pod_owner=pod,
@@ -196,10 +197,12 @@ def _task(rng, task_id, pod, stage, stages, topic, feature, deps, status, create
     return record
 
 
-def _scale_out(rng, original, status):
-    """Return the continuation of ``original``, which ran out of context."""
-    continuation = yaml_io.TaskRecord(
-        id=f"{original.id}.2",
+def _scale_out(rng, original, status, *, taken):
+    """Return the continuation of ``original``, which ran out of context, named as the scale-out
+    rule names it (``taken``: the ids already generated)."""
+    root = root_of(original.id, original.continuation_of)
+    continuation = yamlio.TaskRecord(
+        id=continuation_id(root, taken),
         title=original.title,
         pod_owner=original.pod_owner,
         status=status,
@@ -210,7 +213,7 @@ def _scale_out(rng, original, status):
         prompt=original.prompt,
         inputs=dict(original.inputs),
         created_at=original.completed_at,
-        continuation_of=original.id,
+        continuation_of=root,
     )
     if status != "ready":
         continuation.started_at = original.completed_at + timedelta(minutes=5)
@@ -277,5 +280,5 @@ class Command(BaseCommand):
         if not names or bad or len(set(names)) != len(names):
             raise CommandError(f"--pods needs distinct pod names; got {pods!r}.")
         pod_records, records = generate(count, seed=seed, pods=names)
-        yaml_io.write_directory(directory, pods=pod_records, records=records)
+        yamlio.write_directory(directory, pods=pod_records, records=records)
         self.stdout.write(f"Wrote {len(records)} task(s) for {', '.join(names)} to {directory}.")

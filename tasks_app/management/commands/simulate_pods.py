@@ -1,40 +1,21 @@
 """Play ProductPod, DevPod and QAPod instances against a running PodBoard through its API."""
 
 import threading
-import time
 
 import httpx
 from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
-from tasks_app.models import Pod, PodToken
-from tasks_app.simulator import PodApi, Simulator
+from tasks_app.cli import (
+    add_simulator_options,
+    check_simulator_options,
+    issue_tokens,
+    simulator_for,
+    wait_for_server,
+)
+from tasks_app.models import PodToken
 
 DEFAULT_PODS = "ProductPod,DevPod,QAPod"
-
-
-def issue_tokens(pod_names, *, label="simulate_pods"):
-    """Return ``(raw tokens by pod name, the PodToken rows)``, creating missing pods."""
-    raw, rows = {}, []
-    for order, name in enumerate(pod_names):
-        pod, _ = Pod.objects.get_or_create(name=name, defaults={"order": order})
-        token, raw[name] = PodToken.issue(pod=pod, label=label)
-        rows.append(token)
-    return raw, rows
-
-
-def wait_for_server(http, *, timeout, stop=None):
-    """Return once the server answers; raise CommandError after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if http.get("/api/openapi.json").status_code < 500:
-                return
-        except httpx.HTTPError:
-            pass
-        if time.monotonic() > deadline or (stop is not None and stop.is_set()):
-            raise CommandError(f"No PodBoard answers at {http.base_url} (waited {timeout:g} s).")
-        time.sleep(0.2)
 
 
 class Command(BaseCommand):
@@ -54,17 +35,7 @@ class Command(BaseCommand):
             default=DEFAULT_PODS,
             help="Pods in chain order, comma-separated (default %(default)s).",
         )
-        parser.add_argument(
-            "--instances", type=int, default=2, help="Instances per pod (default %(default)s)."
-        )
-        parser.add_argument(
-            "--speed",
-            type=float,
-            default=1.0,
-            help="Pace multiplier: 1 ≈ one action every 1–3 s per instance; "
-            "2 is twice as fast; 0 means no waiting at all.",
-        )
-        parser.add_argument("--seed", type=int, default=None, help="Seed for a repeatable run.")
+        add_simulator_options(parser)
         parser.add_argument(
             "--max-actions",
             type=int,
@@ -93,10 +64,7 @@ class Command(BaseCommand):
         pods = [name.strip() for name in options["pods"].split(",") if name.strip()]
         if not pods:
             raise CommandError("--pods names no pod.")
-        if options["instances"] < 1:
-            raise CommandError("--instances must be at least 1.")
-        if options["speed"] < 0:
-            raise CommandError("--speed cannot be negative.")
+        check_simulator_options(options)
         given = {}
         for item in options["token"]:
             name, sep, raw = item.partition("=")
@@ -110,14 +78,8 @@ class Command(BaseCommand):
         stop = threading.Event()
         with httpx.Client(base_url=options["url"], timeout=15) as http:
             wait_for_server(http, timeout=options["wait"])
-            simulator = Simulator(
-                PodApi(http, tokens),
-                pods=pods,
-                instances=options["instances"],
-                speed=options["speed"],
-                seed=options["seed"],
-                stop=stop,
-                log=lambda line: self.stdout.write(line),
+            simulator = simulator_for(
+                http, tokens, pods=pods, options=options, stop=stop, log=self.stdout.write
             )
             self.stdout.write(
                 f"Simulating {', '.join(pods)} × {options['instances']} against {options['url']}"
