@@ -2,6 +2,9 @@
 
 Every state change goes through ``tasks_app.workflow``; a refused change (``RuleError``) is
 shown to the person with its ``detail`` and the HTTP status the API would give it.
+Moving tasks and running actions needs ``tasks_app.change_task`` (``may_change_tasks``);
+other signed-in users get a read-only board and 403. Board pages hold one person's view and
+a CSRF token, so they are never cached (``Cache-Control: private, no-store``).
 """
 
 import json
@@ -17,15 +20,16 @@ from django.contrib.auth.views import redirect_to_login
 from django.contrib.staticfiles import finders
 from django.core.exceptions import PermissionDenied
 from django.db.models import Q
-from django.http import Http404, HttpResponse
+from django.http import Http404, HttpResponse, HttpResponseBadRequest
 from django.shortcuts import get_object_or_404, redirect, render
 from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.utils.http import url_has_allowed_host_and_scheme, urlencode
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import board, workflow
+from . import board, workflow, yamlio
 from .api.errors import status_for
 from .models import Event, HandoffNote, Pod, Status, Task
 from .workflow import RuleError
@@ -66,6 +70,19 @@ def staff_required(view):
     return wrapper
 
 
+CHANGE_TASK = "tasks_app.change_task"
+READ_ONLY = (
+    "You can watch the board but not change it: moving tasks and running actions needs the "
+    "“change task” permission. Ask an admin for it."
+)
+
+
+def may_change_tasks(user):
+    """Return True when ``user`` may move tasks and run actions on the board: a superuser, a
+    staff member, or someone granted ``tasks_app.change_task`` (directly or by a group)."""
+    return user.is_active and (user.is_staff or user.has_perm(CHANGE_TASK))
+
+
 def _actor(request):
     return request.user.get_username()
 
@@ -88,6 +105,7 @@ def _latest_seq():
     return latest() if latest is not None else ""
 
 
+@never_cache
 @require_GET
 @login_required_htmx
 def board_view(request):
@@ -102,6 +120,7 @@ def board_view(request):
         "task_types": board.task_types(),
         "statuses": board.COLUMNS,
         "filter_query": urlencode(filters.as_query()),
+        "board_read_only": not may_change_tasks(request.user),
     }
     template = "tasks_app/board.html"
     partial = (
@@ -121,6 +140,10 @@ def board_view(request):
     return response
 
 
+MAX_OFFSET = 2_147_483_647
+
+
+@never_cache
 @require_GET
 @login_required_htmx
 def column_more(request, pod, status):
@@ -130,9 +153,15 @@ def column_more(request, pod, status):
     pod = get_object_or_404(Pod, name=pod)
     filters = board.Filters.from_query(request.GET)
     try:
-        offset = max(0, int(request.GET.get("offset", 0)))
+        offset = int(request.GET.get("offset") or 0)
     except ValueError:
-        offset = 0
+        offset = -1
+    if not 0 <= offset <= MAX_OFFSET:
+        # A database refuses (SQLite: overflow) an offset past its integer range: say so here.
+        return HttpResponseBadRequest(
+            f"offset must be a whole number from 0 to {MAX_OFFSET}.",
+            content_type="text/plain; charset=utf-8",
+        )
     cards, next_offset = board.column_page(pod, status, filters, offset)
     return render(
         request,
@@ -143,10 +172,12 @@ def column_more(request, pod, status):
             "pods": board.lane_pods(),
             "statuses": board.COLUMNS,
             "filter_query": urlencode(filters.as_query()),
+            "board_read_only": not may_change_tasks(request.user),
         },
     )
 
 
+@never_cache
 @require_POST
 @login_required_htmx
 def move_view(request):
@@ -159,6 +190,11 @@ def move_view(request):
     data = request.POST
     task_id = data.get("task", "")
     task = Task.objects.select_related("pod_owner").filter(pk=task_id).first()
+    if not may_change_tasks(request.user):
+        if not request.htmx:
+            raise PermissionDenied(READ_ONLY)
+        # The card goes back where it was, and the toast says why.
+        return _move_refused(request, RuleError("forbidden", READ_ONLY), task)
     filters = board.Filters.from_query(data)
     if task is None:
         return _move_refused(request, workflow.not_found(task_id))
@@ -290,6 +326,7 @@ def _render_detail(request, task_id, status=200):
     task = get_object_or_404(Task.objects.select_related("pod_owner", "handoff_from"), pk=task_id)
     template = "tasks_app/task_detail.html"
     context = _detail_context(task)
+    context["read_only"] = not may_change_tasks(request.user)
     if request.htmx and request.htmx.target == "panel":
         template += "#panel"
         context["in_panel"] = True
@@ -298,6 +335,7 @@ def _render_detail(request, task_id, status=200):
     return response
 
 
+@never_cache
 @require_GET
 @login_required_htmx
 def task_detail(request, task_id):
@@ -307,6 +345,7 @@ def task_detail(request, task_id):
 ACTIONS = {"activate", "complete", "handoff", "scale_out"}
 
 
+@never_cache
 @require_POST
 @login_required_htmx
 def task_action(request, task_id, action):
@@ -314,6 +353,11 @@ def task_action(request, task_id, action):
     if action not in ACTIONS:
         raise Http404("No such action.")
     task = get_object_or_404(Task, pk=task_id)
+    if not may_change_tasks(request.user):
+        if not request.htmx:
+            raise PermissionDenied(READ_ONLY)
+        messages.error(request, READ_ONLY)
+        return _render_detail(request, task.pk, status=403)
     actor = _actor(request)
     data = request.POST
     try:
@@ -382,10 +426,6 @@ def _forget_upload(request):
 @staff_required
 def import_view(request):
     """Upload a zip → dry-run preview → confirm. Nothing is written before the confirmation."""
-    try:
-        from . import yaml_io
-    except ImportError:
-        return render(request, "tasks_app/import.html", {"unavailable": True}, status=503)
     context = {}
     if request.method == "POST" and request.POST.get("step") == "confirm":
         path = _stored_upload(request)
@@ -394,8 +434,8 @@ def import_view(request):
             return redirect("import")
         try:
             with path.open("rb") as fileobj:
-                summary = yaml_io.import_zip(fileobj, actor=_actor(request), dry_run=False)
-        except yaml_io.ImportErrors as errors:
+                summary = yamlio.import_zip(fileobj, actor=_actor(request), dry_run=False)
+        except yamlio.ImportErrors as errors:
             context["problems"] = [str(p) for p in errors.problems]
         else:
             _forget_upload(request)
@@ -415,8 +455,8 @@ def import_view(request):
             os.chmod(path, 0o600)
             try:
                 with path.open("rb") as fileobj:
-                    summary = yaml_io.import_zip(fileobj, actor=_actor(request), dry_run=True)
-            except yaml_io.ImportErrors as errors:
+                    summary = yamlio.import_zip(fileobj, actor=_actor(request), dry_run=True)
+            except yamlio.ImportErrors as errors:
                 path.unlink(missing_ok=True)
                 context["problems"] = [str(p) for p in errors.problems]
             else:
@@ -459,11 +499,7 @@ def _summary_text(summary):
 @require_GET
 @staff_required
 def export_view(request):
-    try:
-        from . import yaml_io
-    except ImportError:
-        return render(request, "tasks_app/import.html", {"unavailable": True}, status=503)
-    data = yaml_io.export_zip()
+    data = yamlio.export_zip()
     response = HttpResponse(data, content_type="application/zip")
     response["Content-Disposition"] = 'attachment; filename="podboard-tasks.zip"'
     return response
