@@ -9,14 +9,17 @@
  *     echo of the user's own drag, a replay), but still flashes it when a handoff touched it;
  *   - puts a card in front of its successor in its column (data-before) or swaps it in place;
  *   - holds pushes for the card being dragged (body[data-dragging]) until the drop settles;
- *   - reloads the columns when the server asks for a refresh (an import, a long gap);
- *   - shows the connection state in #live-status.
+ *   - reloads the columns when the server asks for a refresh (an import, a long gap, a
+ *     board that fell too far behind);
+ *   - shows the connection state in #live-status, and "behind by N s" in #live-lag when a
+ *     frame says its newest change is more than LAG_NOTE_MS old (data-lag on #live-meta).
  */
 (function () {
   'use strict'
   if (window.podboardLive || !window.htmx) return
 
   var FLASH_MS = 2500
+  var LAG_NOTE_MS = 2000 // the server logs a warning past the same lag (tasks_app/live/lag.py)
   var SETTLE_MAX_MS = 3000
   var lastSeq = null
   var wrapper = null // the ws extension's socket wrapper (reconnect, send)
@@ -82,6 +85,40 @@
     label.textContent = LABELS[state]
     el.title = state === 'connected' ? 'Live updates on' : 'Live updates ' + state
     document.documentElement.setAttribute('data-live', state)
+  }
+
+  // Lag note ---------------------------------------------------------------------------------
+
+  function lagNote () {
+    var note = byId('live-lag')
+    if (note) return note
+    var status = byId('live-status')
+    if (!status) return null
+    note = document.createElement('p')
+    note.id = 'live-lag'
+    note.className = 'live-lag'
+    note.setAttribute('role', 'status')
+    note.hidden = true
+    status.insertAdjacentElement('afterend', note)
+    return note
+  }
+
+  /* Every frame says how old its newest change is (ms): show the note past LAG_NOTE_MS, hide
+   * it on the next frame that is on time (the server sends one once it has caught up). */
+  function noteLag (value) {
+    if (value === null || value === '') return
+    var ms = parseInt(value, 10)
+    var note = lagNote()
+    if (!note || isNaN(ms)) return
+    if (ms > LAG_NOTE_MS) {
+      var seconds = Math.round(ms / 1000)
+      note.textContent = 'behind by ' + seconds + ' s'
+      note.title = 'The server is busy: this board shows changes about ' + seconds + ' s late'
+      note.hidden = false
+    } else {
+      note.hidden = true
+    }
+    note.setAttribute('data-lag', String(ms))
   }
 
   document.addEventListener('htmx:wsConnecting', function () {
@@ -191,6 +228,7 @@
       var card = node.getAttribute('data-card')
       if (node.id === 'live-meta') {
         noteSeq(parseInt(node.getAttribute('data-seq'), 10))
+        noteLag(node.getAttribute('data-lag'))
         var reason = node.getAttribute('data-refresh')
         if (reason) {
           if (dragged) heldRefresh = reason

@@ -78,4 +78,36 @@ def test_sync_completion_through_the_api_shows_on_both_boards(browser, live_serv
         assert page.locator('[id="task-LIVE-2"]').count() == 1
         assert page.evaluate("window.__notReloaded") is True
         assert page.evaluate("window.podboardLive.lastSeq()") > 0
+        # The push said how old its change was; on time, so no lag note.
+        assert int(page.locator("#live-meta").get_attribute("data-lag")) < 2000
+        expect(page.locator("#live-lag")).to_be_hidden()
+    assert errors == []
+
+
+def test_a_late_push_shows_how_far_behind_the_board_is_until_one_arrives_on_time(
+    browser, live_server_url
+):
+    errors = []
+    page = open_board(browser, live_server_url, errors)
+    note = page.locator("#live-lag")
+    expect(note).to_be_hidden()
+    seq = page.evaluate("window.podboardLive.lastSeq()") or 0
+
+    def push(lag_ms):
+        page.evaluate(
+            "([seq, lag]) => window.podboardLive.apply("
+            '`<div id="live-meta" hx-swap-oob="true" hidden data-seq="${seq}" '
+            'data-lag="${lag}"></div>`)',
+            [seq, lag_ms],
+        )
+
+    push(3400)
+    expect(note).to_be_visible()
+    expect(note).to_have_text("behind by 3 s")
+    push(1900)  # under the 2 s threshold: on time again
+    expect(note).to_be_hidden()
+    push(12600)
+    expect(note).to_have_text("behind by 13 s")
+    push(0)  # the server's all-clear once it has caught up
+    expect(note).to_be_hidden()
     assert errors == []
