@@ -104,3 +104,22 @@ async def test_a_replay_on_connect_carries_no_lag(make_task, lead):
         assert "data-lag" not in push.elements["live-meta"]
     finally:
         await board.disconnect()
+
+
+async def test_deleting_a_task_in_the_admin_removes_its_card_from_open_boards(
+    make_task, lead_board, admin_user
+):
+    from django.test import Client
+    from django.urls import reverse
+
+    await db(make_task)("DEV-1")
+    client = Client()
+    await db(client.force_login)(admin_user)
+    url = reverse("admin:tasks_app_task_delete", args=["DEV-1"])
+    response = await db(client.post)(url, {"post": "yes"})
+    assert response.status_code == 302
+    push = await next_push(lead_board)
+    assert push.elements["live-drop-task-DEV-1"]["data-gone"] == "1"
+    assert push.put("DEV-1") is None
+    deleted = await db(Event.objects.get)(kind="deleted")
+    assert (deleted.task_key, deleted.actor) == ("DEV-1", "admin")
