@@ -1,19 +1,26 @@
-"""Benchmark the Pod API against its framework floor, on one ASGI server.
+"""Benchmark the Pod API against a bare django-ninja floor, on the same database and machine.
 
-Start uvicorn (2 workers, a free port in 8100-8199) on a fresh database, seed ready DevPod
-tasks, then let 8 concurrent clients (threads with keep-alive httpx clients) run, one phase
-at a time:
+Start two uvicorn servers (the same number of workers each, free ports in 8100-8199) on one
+fresh database, seed ready DevPod tasks, then let 8 concurrent clients (threads with keep-alive
+httpx clients) run, one phase at a time:
 
-- ``floor``: ``POST /api/_floor``, the least an authenticated write costs on this server (the
-  bearer-token lookup and one atomic UPDATE; mounted only with PODBOARD_BENCH_FLOOR=1);
+- ``bare floor``: ``POST /api/_floor`` on ``bench/floor_app.py``, a django-ninja app of its own
+  with no PodBoard code or middleware: the bearer-token lookup and one atomic UPDATE. The
+  ratios below are against this one;
+- ``floor``: the same request on PodBoard's stack (its ``/api/_floor``, mounted only with
+  PODBOARD_BENCH_FLOOR=1), to show what PodBoard's middleware and backend add or save;
 - ``next``: pull a task (each call as a fresh instance, so each one claims);
 - ``next+complete``: the pod loop, pull then complete;
-- ``floor`` again, to show drift on a busy machine.
+- both floors again, to show drift on a busy machine.
 
-Print a markdown table: requests/s, median and p95 latency, throughput relative to the floor.
+Print a markdown table (requests/s, median and p95 latency, throughput relative to each floor,
+and the CPU the server process used per request, which a busy shared machine disturbs less than
+the rates) and the ratios the targets are stated in: ``next`` requests/s and ``next+complete``
+requests/s (two requests a task) over the bare floor's requests/s (the mean of its two phases),
+and each operation's p95/p50.
 
     .venv/bin/python bench/bench_api.py                     # PostgreSQL (DATABASE_URL or benchpb)
-    .venv/bin/python bench/bench_api.py --sqlite            # SQLite file under var/
+    .venv/bin/python bench/bench_api.py --sqlite --workers 1 # the embedded default
     .venv/bin/python bench/bench_api.py --seconds 15 --clients 8 --tasks 30000
 """
 
@@ -120,20 +127,27 @@ def prepare(database_url, tasks, clients):
 # The server ------------------------------------------------------------------------------------
 
 
-def start_server(database_url, port, workers):
+PODBOARD_APP = "podboard.asgi:application"
+FLOOR_APP = "bench.floor_app:application"
+
+
+def start_server(database_url, port, workers, app=PODBOARD_APP, extra_env=None):
     env = {
         **os.environ,
         "DATABASE_URL": database_url,
         "PODBOARD_BENCH_FLOOR": "1",
         "DJANGO_SETTINGS_MODULE": "podboard.settings",
         "LOG_LEVEL": "ERROR",
+        **(extra_env or {}),
     }
+    if app == FLOOR_APP:
+        env.pop("DJANGO_SETTINGS_MODULE")  # the floor configures itself
     process = subprocess.Popen(
         [
             sys.executable,
             "-m",
             "uvicorn",
-            "podboard.asgi:application",
+            app,
             "--host",
             "127.0.0.1",
             "--port",
@@ -157,10 +171,35 @@ def start_server(database_url, port, workers):
         except httpx.HTTPError:
             pass
         if process.poll() is not None:
-            raise SystemExit("the server exited before it answered")
+            raise SystemExit(f"{app} exited before it answered")
         time.sleep(0.2)
     process.terminate()
-    raise SystemExit("the server did not answer within 60 s")
+    raise SystemExit(f"{app} did not answer within 60 s")
+
+
+def stop_server(process):
+    process.terminate()
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def cpu_seconds(pid):
+    """CPU time (user + system) used so far by process ``pid`` and its live descendants."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        try:
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / tick  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                todo.extend(int(c) for c in (task / "children").read_text().split())
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
 
 
 # Load ------------------------------------------------------------------------------------------
@@ -182,7 +221,9 @@ class Phase:
         with self.lock:
             self.latencies.setdefault(label, []).append(elapsed)
 
-    def run(self, base, tokens, step):
+    def run(self, base, tokens, step, server=None):
+        """Run the phase; with ``server`` (its process), also measure the CPU it used."""
+        cpu_before = cpu_seconds(server.pid) if server else None
         stop = time.monotonic() + self.seconds
         threads = [
             threading.Thread(target=self._client, args=(base, token, index, step, stop))
@@ -194,6 +235,7 @@ class Phase:
         for thread in threads:
             thread.join()
         self.elapsed = time.perf_counter() - began
+        self.server_cpu = cpu_seconds(server.pid) - cpu_before if server else None
         return self
 
     def _client(self, base, token, index, step, stop):
@@ -259,6 +301,10 @@ def ms(values, q):
     return values[min(len(values) - 1, int(len(values) * q / 100))] * 1000
 
 
+def rate(phase):
+    return sum(len(v) for v in phase.latencies.values()) / phase.elapsed
+
+
 def main():
     if len(sys.argv) == 4 and sys.argv[1] == "--seed-only":
         seed(int(sys.argv[2]), int(sys.argv[3]))
@@ -270,69 +316,150 @@ def main():
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--seconds", type=float, default=10.0, help="length of each phase")
+    parser.add_argument(
+        "--floor-backend",
+        choices=["django", "podboard"],
+        default="django",
+        help="SQLite backend of the bare floor: Django's own (default) or PodBoard's",
+    )
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
     args = parser.parse_args()
 
+    sqlite_path = None
     if args.sqlite:
-        path = ROOT / "var" / "bench-api.sqlite3"
-        path.parent.mkdir(exist_ok=True)
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
-        database_url = f"sqlite:///{path}"
+        # One file per run, so two runs on one machine never share a database.
+        sqlite_path = ROOT / "var" / f"bench-api-{os.getpid()}.sqlite3"
+        sqlite_path.parent.mkdir(exist_ok=True)
+        database_url = f"sqlite:///{sqlite_path}"
     else:
         database_url = args.database_url
         fresh_postgres(database_url)
-    tokens = prepare(database_url, args.tasks, args.clients)
-    port = free_port()
-    server = start_server(database_url, port, args.workers)
-    base = f"http://127.0.0.1:{port}"
+    floor_env = {}
+    if args.sqlite and args.floor_backend == "podboard":
+        floor_env["FLOOR_SQLITE_ENGINE"] = "podboard.sqlite_backend"
+    servers = []
     try:
-        probe = httpx.post(
-            f"{base}/api/_floor", headers={"Authorization": f"Bearer {tokens[0]}"}, timeout=10
-        )
-        if probe.status_code != 200:
-            raise SystemExit(
-                f"the seeded token does not work on the server ({probe.status_code} "
-                f"{probe.text[:120]}): is another run using the same database?"
+        tokens = prepare(database_url, args.tasks, args.clients)
+        port, floor_port = free_port(), free_port()
+        servers.append(start_server(database_url, port, args.workers))
+        servers.append(start_server(database_url, floor_port, args.workers, FLOOR_APP, floor_env))
+        base, bare = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
+        for url in (base, bare):
+            probe = httpx.post(
+                f"{url}/api/_floor", headers={"Authorization": f"Bearer {tokens[0]}"}, timeout=10
             )
+            if probe.status_code != 200:
+                raise SystemExit(
+                    f"the seeded token does not work on {url} ({probe.status_code} "
+                    f"{probe.text[:120]}): is another run using the same database?"
+                )
         # Warm every worker's connections and imports.
+        Phase("warm-up", 1.5).run(bare, tokens, floor_step)
         Phase("warm-up", 1.5).run(base, tokens, floor_step)
+        podboard, floor_server = servers
         phases = [
-            Phase("floor", args.seconds).run(base, tokens, floor_step),
-            Phase("next", args.seconds).run(base, tokens, next_step),
-            Phase("next+complete", args.seconds).run(base, tokens, loop_step),
-            Phase("floor (again)", args.seconds).run(base, tokens, floor_step),
+            Phase("bare floor", args.seconds).run(bare, tokens, floor_step, floor_server),
+            Phase("floor", args.seconds).run(base, tokens, floor_step, podboard),
+            Phase("next", args.seconds).run(base, tokens, next_step, podboard),
+            Phase("next+complete", args.seconds).run(base, tokens, loop_step, podboard),
+            Phase("bare floor (again)", args.seconds).run(bare, tokens, floor_step, floor_server),
+            Phase("floor (again)", args.seconds).run(base, tokens, floor_step, podboard),
         ]
     finally:
-        server.terminate()
-        try:
-            server.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            server.kill()
+        for server in servers:
+            stop_server(server)
+        if sqlite_path is not None:
+            for suffix in ("", "-wal", "-shm"):
+                Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
 
-    floors = [p for p in phases if p.name.startswith("floor")]
-    floor_rate = statistics.mean(p.done / p.elapsed for p in floors)
+    bare_rate = statistics.mean(rate(p) for p in phases if p.name.startswith("bare floor"))
+    floor_rate = statistics.mean(rate(p) for p in phases if p.name.startswith("floor"))
     engine = "SQLite" if args.sqlite else "PostgreSQL"
-    print(
-        f"\n### Pod API on {engine}: {args.clients} clients, {args.workers} uvicorn workers, "
-        f"{args.seconds:g} s per phase, {os.cpu_count()} CPUs\n"
+    floor_backend = (
+        f", bare floor on {'PodBoard' if args.floor_backend == 'podboard' else 'Django'}'s "
+        "SQLite backend"
+        if args.sqlite
+        else ""
     )
-    print("| phase | requests | req/s | claims/s | op | median ms | p95 ms | vs floor req/s |")
-    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: |")
+    print(
+        f"\n### Pod API on {engine}: {args.clients} clients, {args.workers} uvicorn "
+        f"worker{'s' if args.workers != 1 else ''} per server, {args.seconds:g} s per phase, "
+        f"{os.cpu_count()} CPUs{floor_backend}\n"
+    )
+    print(
+        "| phase | requests | req/s | claims/s | op | median ms | p95 ms "
+        "| vs bare floor | vs PodBoard floor | server CPU ms/req |"
+    )
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
     for phase in phases:
         requests = sum(len(v) for v in phase.latencies.values())
         claims = len(phase.latencies.get("next", ())) / phase.elapsed
         claims_text = f"{claims:.0f}" if "next" in phase.latencies else ""
+        cpu = f"{phase.server_cpu / requests * 1000:.1f}" if requests else ""
         for label, values in phase.latencies.items():
             print(
-                f"| {phase.name} | {requests} | {requests / phase.elapsed:.0f} | {claims_text} "
+                f"| {phase.name} | {requests} | {rate(phase):.0f} | {claims_text} "
                 f"| {label} | {ms(values, 50):.2f} | {ms(values, 95):.2f} "
-                f"| {requests / phase.elapsed / floor_rate:.0%} |"
+                f"| {rate(phase) / bare_rate:.0%} | {rate(phase) / floor_rate:.0%} | {cpu} |"
             )
         if phase.empty:
-            print(f"| {phase.name} | queue ran empty: seed more with --tasks | | | | | | |")
+            print(f"| {phase.name} | queue ran empty: seed more with --tasks | | | | | | | | |")
         if phase.errors:
             print(f"| {phase.name} | {len(phase.errors)} errors, first: {phase.errors[0][:80]} |")
-    print(f"\nfloor = {floor_rate:.0f} req/s (mean of the two floor phases)")
+
+    by_name = {p.name: p for p in phases}
+    figures = {
+        "engine": engine,
+        "workers": args.workers,
+        "clients": args.clients,
+        "seconds": args.seconds,
+        "bare_floor_rps": bare_rate,
+        "podboard_floor_rps": floor_rate,
+        "next_rps": rate(by_name["next"]),
+        "loop_rps": rate(by_name["next+complete"]),
+        "loop_tasks_per_s": len(by_name["next+complete"].latencies.get("complete", ()))
+        / by_name["next+complete"].elapsed,
+        "server_cpu_ms_per_request": {
+            p.name: p.server_cpu / max(1, sum(len(v) for v in p.latencies.values())) * 1000
+            for p in phases
+        },
+        "latency_ms": {
+            f"{p.name} {label}": {"p50": ms(v, 50), "p95": ms(v, 95)}
+            for p in phases
+            for label, v in p.latencies.items()
+        },
+    }
+    figures["next_vs_bare"] = figures["next_rps"] / bare_rate
+    figures["loop_vs_bare"] = figures["loop_rps"] / bare_rate
+    # The same ratios from the server's CPU per request: what they would be if the CPU were
+    # the only limit, and much less disturbed by other work on a shared machine.
+    cpu = figures["server_cpu_ms_per_request"]
+    bare_cpu = statistics.mean(v for k, v in cpu.items() if k.startswith("bare floor"))
+    figures["next_vs_bare_by_cpu"] = bare_cpu / cpu["next"]
+    figures["loop_vs_bare_by_cpu"] = bare_cpu / cpu["next+complete"]
+    print(
+        f"\nbare floor = {bare_rate:.0f} req/s, PodBoard floor = {floor_rate:.0f} req/s "
+        "(each the mean of its two phases)"
+    )
+    print(
+        f"next = {figures['next_rps']:.0f} claims/s = **{figures['next_vs_bare']:.2f}** of the "
+        f"bare floor; next+complete = {figures['loop_rps']:.0f} req/s "
+        f"({figures['loop_tasks_per_s']:.0f} tasks/s) = **{figures['loop_vs_bare']:.2f}** of the "
+        "bare floor"
+    )
+    print(
+        f"by server CPU per request: bare floor {bare_cpu:.1f} ms, next {cpu['next']:.1f} ms "
+        f"({figures['next_vs_bare_by_cpu']:.2f}), next+complete {cpu['next+complete']:.1f} ms "
+        f"({figures['loop_vs_bare_by_cpu']:.2f})"
+    )
+    spreads = [
+        f"{name}: p95/p50 = {v['p95'] / v['p50']:.1f}"
+        for name, v in figures["latency_ms"].items()
+        if name.startswith("next")
+    ]
+    print("; ".join(spreads))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -105,6 +105,18 @@ SECTIONS = [
         ],
     ),
     Section(
+        "push",
+        "Push to pods: webhook, long-poll and polling",
+        "bench_push.py",
+        intro=(
+            "From a sync handoff's commit to the successor's pod holding its start context, by "
+            "webhook + start, by long-poll and by 1 s polling; and what 16 idle pods cost the "
+            "server with and without long-poll."
+        ),
+        runs=[([], {}), (["--postgres"], {})],
+        quick_runs=[(["--rounds", "8", "--idle-seconds", "10"], {})],
+    ),
+    Section(
         "stress",
         "Stress run",
         "stress.py",

@@ -1,4 +1,6 @@
-"""ASGI entry point: HTTP through Django, websockets through Channels."""
+"""ASGI entry point: HTTP through Django (bodies bounded as they stream), the MCP server at
+/mcp/ beside it (tasks_app.push.routing), websockets through Channels (same-origin sockets
+only)."""
 
 import os
 
@@ -9,15 +11,14 @@ django_asgi_app = get_asgi_application()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
-from channels.security.websocket import AllowedHostsOriginValidator  # noqa: E402
 
-from podboard.routing import websocket_urlpatterns  # noqa: E402
+from podboard.body_limit import BodyLimitMiddleware  # noqa: E402
+from podboard.routing import origin_checked, websocket_urlpatterns  # noqa: E402
+from tasks_app.push.routing import http_application  # noqa: E402
 
 application = ProtocolTypeRouter(
     {
-        "http": django_asgi_app,
-        "websocket": AllowedHostsOriginValidator(
-            AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
-        ),
+        "http": BodyLimitMiddleware(http_application(django_asgi_app)),
+        "websocket": origin_checked(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))),
     }
 )

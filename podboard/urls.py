@@ -4,5 +4,6 @@ from django.urls import include, path
 urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/", include("tasks_app.api.urls")),
+    path("", include("tasks_app.insight.urls")),
     path("", include("tasks_app.urls")),
 ]

@@ -18,6 +18,7 @@ from . import workflow, yamlio
 from .graph import blocked_exists
 from .models import (
     AutoModeRule,
+    Comment,
     Event,
     HandoffNote,
     Pod,
@@ -28,6 +29,7 @@ from .models import (
     TraceStep,
     validate_created_task_id,
 )
+from .push.admin import PodWebhookAdmin
 from .workflow import RuleError
 
 HISTORY_ROWS = 20
@@ -73,10 +75,48 @@ class PodTokenInline(admin.TabularInline):
 
 
 @admin.register(Pod)
-class PodAdmin(admin.ModelAdmin):
-    list_display = ["name", "order", "wip_limit", "active_tasks", "ready_tasks", "tokens"]
+class PodAdmin(PodWebhookAdmin, admin.ModelAdmin):
+    list_display = [
+        "name",
+        "order",
+        "wip_limit",
+        "review_required",
+        "reviewer",
+        "paused",
+        "active_tasks",
+        "ready_tasks",
+        "tokens",
+    ]
     list_editable = ["order", "wip_limit"]
+    list_select_related = ["reviewer"]
     search_fields = ["name"]
+    actions = ["pause", "resume"]
+
+    def save_model(self, request, obj, form, change):
+        """Pausing or resuming in the form runs the pause rule (its Event, the board's lane)."""
+        if not change or "paused" not in form.changed_data:
+            super().save_model(request, obj, form, change)
+            return
+        wanted, obj.paused = obj.paused, not obj.paused
+        super().save_model(request, obj, form, change)
+        workflow.pause(pod=obj.name, actor=_actor(request), paused=wanted)
+        obj.paused = wanted
+
+    @admin.action(description="Pause selected pods (next hands out nothing)")
+    def pause(self, request, queryset):
+        self._pause(request, queryset, True)
+
+    @admin.action(description="Resume selected pods")
+    def resume(self, request, queryset):
+        self._pause(request, queryset, False)
+
+    def _pause(self, request, queryset, paused):
+        names = list(queryset.order_by("name").values_list("name", flat=True))
+        for name in names:
+            workflow.pause(pod=name, actor=_actor(request), paused=paused)
+        verb = "Paused" if paused else "Resumed"
+        self.message_user(request, f"{verb}: {', '.join(names)}.", messages.SUCCESS)
+
     inlines = [PodTokenInline]
 
     def get_queryset(self, request):
@@ -263,7 +303,15 @@ class TaskAdmin(admin.ModelAdmin):
     list_per_page = 50
     show_full_result_count = False
     inlines = [HandoffNoteInline, TraceStepInline, ThoughtInline]
-    actions = ["activate", "complete", "scale_out", "expire_leases", "export_selected"]
+    actions = [
+        "activate",
+        "complete",
+        "approve",
+        "request_changes",
+        "scale_out",
+        "expire_leases",
+        "export_selected",
+    ]
     fieldsets = [
         (
             None,
@@ -279,7 +327,7 @@ class TaskAdmin(admin.ModelAdmin):
         ),
         ("Baton", {"fields": ["depends_on", "handoff_from", "scale_root"]}),
         ("Work", {"fields": ["prompt", "inputs", "outputs", "reasoning_summary", "token_count"]}),
-        ("Claim", {"fields": [("claimed_by", "lease_expires_at")]}),
+        ("Claim", {"fields": [("claimed_by", "lease_expires_at"), ("question", "asked_at")]}),
         (
             "History",
             {
@@ -296,7 +344,8 @@ class TaskAdmin(admin.ModelAdmin):
         return super().get_queryset(request).annotate(is_blocked_now=blocked_exists())
 
     def get_readonly_fields(self, request, obj=None):
-        fields = ["updated_at", "version", "event_history"]
+        # The open question changes only through ask / answer / completion (its Events).
+        fields = ["updated_at", "version", "event_history", "question", "asked_at"]
         if obj is not None:
             fields.insert(0, "id")  # the natural key is used in URLs, YAML and the API
         return fields
@@ -413,6 +462,33 @@ class TaskAdmin(admin.ModelAdmin):
             lambda tid: workflow.complete(task_id=tid, actor=actor),
         )
 
+    @admin.action(description="Approve selected tasks in review")
+    def approve(self, request, queryset):
+        actor = _actor(request)
+        _run_rule(
+            self,
+            request,
+            queryset,
+            "Approved",
+            lambda tid: workflow.review(task_id=tid, verdict="approve", actor=actor),
+        )
+
+    @admin.action(description="Request changes on selected tasks in review (back to Ready)")
+    def request_changes(self, request, queryset):
+        actor = _actor(request)
+        _run_rule(
+            self,
+            request,
+            queryset,
+            "Sent back to Ready",
+            lambda tid: workflow.review(
+                task_id=tid,
+                verdict="changes_requested",
+                note=f"Changes requested by {actor} in the admin.",
+                actor=actor,
+            ),
+        )
+
     @admin.action(description="Scale out selected tasks (continue on a new instance)")
     def scale_out(self, request, queryset):
         actor = _actor(request)
@@ -485,6 +561,23 @@ class ThoughtAdmin(admin.ModelAdmin):
     search_fields = ["task__id", "thought"]
     autocomplete_fields = ["task"]
     list_select_related = ["task"]
+
+
+@admin.register(Comment)
+class CommentAdmin(admin.ModelAdmin):
+    """People's comments, pods' questions and the answers: read here, written on the task page
+    (``workflow.comment`` / ``ask`` / ``answer``, each with its Event)."""
+
+    list_display = ["task", "kind", "author", "created_at"]
+    list_filter = ["kind"]
+    search_fields = ["task__id", "body", "author"]
+    list_select_related = ["task"]
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
 
 
 @admin.register(AutoModeRule)

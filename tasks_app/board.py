@@ -11,11 +11,17 @@ from django.db.models import Count, Q
 from django.template.loader import render_to_string
 
 from . import ordering
-from .graph import waiting_for
+from .graph import Depends, chunks
+from .ids import is_rework_id
 from .models import Pod, Status, Task
 
 PAGE_SIZE = 20
-COLUMNS = [(Status.READY, "Ready"), (Status.ACTIVE, "Active"), (Status.DONE, "Done")]
+COLUMNS = [
+    (Status.READY, "Ready"),
+    (Status.ACTIVE, "Active"),
+    (Status.REVIEW, "Review"),
+    (Status.DONE, "Done"),
+]
 CARD_TEMPLATE = "tasks_app/board.html#card"
 
 
@@ -75,12 +81,57 @@ def column_counts(filters=NO_FILTERS):
     return {(pod_id, status): n for pod_id, status, n in rows}
 
 
+def uses_review(pod, counts=None):
+    """Return True when ``pod``'s lane shows a Review column: the pod requires review, or
+    tasks of it are in review (``counts``: ``{(pod_id, status): n}``)."""
+    return pod.review_required or bool(counts and counts.get((pod.pk, Status.REVIEW)))
+
+
+def lane_columns(pod, counts=None):
+    """Return the ``(status, label)`` columns of ``pod``'s lane: Review only where it is used,
+    so boards without reviews look as they always did."""
+    if uses_review(pod, counts):
+        return COLUMNS
+    return [column for column in COLUMNS if column[0] != Status.REVIEW]
+
+
 def _attach_waits_for(tasks):
-    """Set ``task.waits_for`` (ids of dependencies not done) on every task, in one query."""
-    waits = waiting_for([t.pk for t in tasks]) if tasks else {}
+    """Set on every task what its card shows of its dependencies, in one query (two when a
+    rework is among the cards).
+
+    ``waits_for``: ids of the dependencies not done. ``done_deps``: the done ones (where work
+    can be sent back). ``reworks``: its dependencies that are reworks (``<root>.fix<n>``) it
+    sent back. ``fix_for``: for a rework, the tasks waiting for it.
+    """
+    deps = {}
+    for chunk in chunks([t.pk for t in tasks]):
+        rows = (
+            Depends.objects.filter(from_task_id__in=chunk)
+            .order_by("to_task_id")
+            .values_list("from_task_id", "to_task_id", "to_task__status")
+        )
+        for from_id, to_id, status in rows:
+            deps.setdefault(from_id, []).append((to_id, status))
+    fixes = [t.pk for t in tasks if is_rework_id(t.pk)]
+    waiting = {}
+    if fixes:
+        for from_id, to_id in (
+            Depends.objects.filter(to_task_id__in=fixes)
+            .order_by("from_task_id")
+            .values_list("from_task_id", "to_task_id")
+        ):
+            waiting.setdefault(to_id, []).append(from_id)
     for task in tasks:
-        task.waits_for = waits.get(task.pk, [])
+        mine = deps.get(task.pk, [])
+        task.waits_for = [d for d, status in mine if status != Status.DONE]
+        task.done_deps = [d for d, status in mine if status == Status.DONE]
+        task.reworks = sorted((d for d, _ in mine if is_rework_id(d)), key=_rework_number)
+        task.fix_for = waiting.get(task.pk, [])
     return tasks
+
+
+def _rework_number(task_id):
+    return int(task_id.rsplit(".fix", 1)[1])
 
 
 def lane_load(pod, counts):
@@ -98,8 +149,9 @@ def lane_load(pod, counts):
 MAX_UNION_TERMS = 300
 
 
-def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None):
-    """Return ``{(pod_id, status): [task, …]}``: the first ``limit`` cards of every column.
+def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None, counts=None):
+    """Return ``{(pod_id, status): [task, …]}``: the first ``limit`` cards of every column
+    (``counts``, when known, tells which lanes show a Review column).
 
     One statement: a ``UNION ALL`` of one small ``ORDER BY … LIMIT`` query per column, each
     served by the column's index, so the cost follows the number of columns shown, not the
@@ -109,7 +161,7 @@ def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None):
     by_id = {pod.pk: pod for pod in pods}
     terms = []
     for pod in pods:
-        for status, _label in COLUMNS:
+        for status, _label in lane_columns(pod, counts):
             column = filters.apply(Task.objects.filter(pod_owner_id=pod.pk, status=status))
             sql, params = column.order_by(*ordering.column_order(status))[
                 :limit
@@ -147,11 +199,11 @@ def board_lanes(filters=NO_FILTERS, limit=PAGE_SIZE):
     """Return the lanes of the board, in pod order, each with its three columns."""
     pods = lane_pods(filters)
     counts = column_counts(filters)
-    pages = first_pages(filters, limit, pods)
+    pages = first_pages(filters, limit, pods, counts)
     lanes = []
     for pod in pods:
         columns = []
-        for status, label in COLUMNS:
+        for status, label in lane_columns(pod, counts):
             count = counts.get((pod.pk, status), 0)
             cards = pages.get((pod.pk, status), [])
             columns.append(
@@ -163,7 +215,9 @@ def board_lanes(filters=NO_FILTERS, limit=PAGE_SIZE):
                     "next_offset": len(cards) if count > len(cards) else None,
                 }
             )
-        lanes.append({**lane_load(pod, counts), "columns": columns})
+        lanes.append(
+            {**lane_load(pod, counts), "columns": columns, "has_review": uses_review(pod, counts)}
+        )
     return lanes
 
 
@@ -209,7 +263,10 @@ def render_counts(filters=NO_FILTERS):
         lanes.append(
             {
                 **lane_load(pod, counts),
-                "columns": [(status, counts.get((pod.pk, status), 0)) for status, _ in COLUMNS],
+                "columns": [
+                    (status, counts.get((pod.pk, status), 0))
+                    for status, _ in lane_columns(pod, counts)
+                ],
             }
         )
     return render_to_string("tasks_app/board.html#counts", {"counts": lanes})

@@ -86,6 +86,20 @@ def add_simulator_options(parser):
         "2 is twice as fast; 0 means no waiting at all.",
     )
     parser.add_argument("--seed", type=int, default=None, help="Seed for a repeatable run.")
+    parser.add_argument(
+        "--long-poll",
+        default="DevPod",
+        metavar="PODS",
+        help="Pods (comma-separated) whose idle instances wait with next's long-poll "
+        "(default %(default)s; '' for none).",
+    )
+    parser.add_argument(
+        "--webhook",
+        default="QAPod",
+        metavar="PODS",
+        help="Pods whose idle instances wait for a webhook, received on this machine "
+        "(default %(default)s; '' for none). Sets those pods' webhook URL while running.",
+    )
 
 
 def check_simulator_options(options):
@@ -94,6 +108,10 @@ def check_simulator_options(options):
         raise CommandError("--instances must be at least 1.")
     if options["speed"] < 0:
         raise CommandError("--speed cannot be negative.")
+
+
+def _names(text):
+    return [name.strip() for name in (text or "").split(",") if name.strip()]
 
 
 def simulator_for(http, tokens, *, pods, options, stop, log):
@@ -106,7 +124,38 @@ def simulator_for(http, tokens, *, pods, options, stop, log):
         seed=options["seed"],
         stop=stop,
         log=log,
+        long_poll=[p for p in _names(options.get("long_poll")) if p in pods],
+        webhook=[p for p in _names(options.get("webhook")) if p in pods],
     )
+
+
+class SimulatedWebhooks:
+    """Point the simulator's webhook pods at a receiver on this machine while it runs, and
+    put their previous webhook back afterwards."""
+
+    def __init__(self, simulator):
+        self.simulator = simulator
+        self.inbox = None
+        self.previous = {}
+
+    def __enter__(self):
+        from .push.pods import set_webhook
+        from .simulator import WebhookInbox
+
+        pods = {p.name: p for p in Pod.objects.filter(name__in=self.simulator.webhook)}
+        if not pods:
+            return self
+        self.previous = {n: (p.webhook_url, p.webhook_secret) for n, p in pods.items()}
+        self.inbox = WebhookInbox(self.simulator.notify)
+        for name, pod in pods.items():
+            self.inbox.add(name, set_webhook(pod, self.inbox.url_for(name)))
+        return self
+
+    def __exit__(self, *exc):
+        for name, (url, secret) in self.previous.items():
+            Pod.objects.filter(name=name).update(webhook_url=url, webhook_secret=secret)
+        if self.inbox is not None:
+            self.inbox.close()
 
 
 def wait_for_server(http, *, timeout, stop=None):

@@ -7,12 +7,13 @@ continuation the same way.
 import re
 
 _DERIVED = re.compile(r"^(?P<root>.+?)(?:\.(?:\d+|fix\d+))+$")
+_REWORK = re.compile(r"\.fix\d+$")
 
 
 def root_of(task_id, scale_root=""):
-    """Return the id without any derived suffix (``DEV-101`` for ``DEV-101.2``)."""
-    if scale_root:
-        return scale_root
+    """Return the id without any derived suffix (``DEV-101`` for ``DEV-101.2`` and for
+    ``DEV-101.fix1``); ``scale_root``, the first task of a scale-out chain, when known."""
+    task_id = scale_root or task_id
     match = _DERIVED.match(task_id)
     return match.group("root") if match else task_id
 
@@ -37,3 +38,8 @@ def continuation_id(root, taken):
 def rework_id(root, taken):
     """Return the next free ``<root>.fix<n>`` (n from 1) not in ``taken``."""
     return _next_free(root, set(taken), ".fix", 1)
+
+
+def is_rework_id(task_id):
+    """Return True for a rework id (``<root>.fix<n>``)."""
+    return bool(_REWORK.search(task_id))

@@ -1,4 +1,5 @@
-"""Request guards: body size for the API, and a clear page when the database is not ready."""
+"""Request guards: body size for the API, security headers, and a clear page when the
+database is not ready."""
 
 from django.conf import settings
 from django.db.utils import OperationalError, ProgrammingError
@@ -6,7 +7,12 @@ from django.http import HttpResponse, JsonResponse
 
 
 class BodySizeLimitMiddleware:
-    """Refuse request bodies over ``PODBOARD_MAX_BODY_BYTES`` with 413 ``too_large``."""
+    """Refuse API request bodies whose declared length is over ``PODBOARD_MAX_BODY_BYTES``
+    with 413 ``too_large``.
+
+    Served over ASGI, bodies are bounded earlier, as they stream and before any of this runs
+    (``podboard.body_limit``); this keeps the bound where no ASGI server sits in front (WSGI,
+    Django's test client)."""
 
     def __init__(self, get_response):
         self.get_response = get_response
@@ -26,6 +32,21 @@ class BodySizeLimitMiddleware:
                 status=413,
             )
         return self.get_response(request)
+
+
+class PermissionsPolicyMiddleware:
+    """Send ``Permissions-Policy`` (``PODBOARD_PERMISSIONS_POLICY``): the browser features
+    PodBoard never uses stay off, for its pages and anything injected into them."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        response = self.get_response(request)
+        policy = getattr(settings, "PODBOARD_PERMISSIONS_POLICY", "")
+        if policy:
+            response.headers.setdefault("Permissions-Policy", policy)
+        return response
 
 
 MIGRATE_HINT = "The database has no PodBoard tables yet: run `python manage.py migrate`."

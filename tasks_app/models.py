@@ -80,7 +80,8 @@ class Pod(models.Model):
     name = models.CharField(max_length=64, unique=True, validators=[validate_pod_name])
     description = models.TextField(blank=True)
     review_required = models.BooleanField(
-        default=False, help_text="Completed tasks wait in Review until a person or reviewer decides."
+        default=False,
+        help_text="Completed tasks wait in Review until a person or reviewer decides.",
     )
     reviewer = models.ForeignKey(
         "self",
@@ -109,6 +110,10 @@ class Pod(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        if self.reviewer_id is not None and self.reviewer_id == self.pk:
+            raise ValidationError({"reviewer": "A pod cannot review its own work."})
 
 
 class Task(models.Model):
@@ -174,6 +179,12 @@ class Task(models.Model):
             models.Index(fields=["pod_owner", "status", "-completed_at"], name="task_pod_done"),
             models.Index(fields=["status", "lease_expires_at"], name="task_lease"),
             models.Index(fields=["scale_root"], name="task_scale_root"),
+            # The header's count of tasks waiting on a human: only those rows are indexed.
+            models.Index(
+                fields=["asked_at"],
+                condition=Q(asked_at__isnull=False),
+                name="task_waiting_on_human",
+            ),
         ]
         constraints = [
             models.CheckConstraint(
@@ -220,6 +231,9 @@ class HandoffNote(models.Model):
     # The pod whose token wrote the note (empty for a person or the system): ``author`` is
     # free text a pod chooses, so it is no identity.
     author_pod = models.CharField(max_length=64, blank=True)
+    # Why ``mode`` was resolved so: "sync", "auto: DevPod under its WIP limit (0/2)",
+    # "auto: chosen by the pod", …
+    why = models.CharField(max_length=200, blank=True)
     created_at = models.DateTimeField(default=timezone.now)
 
     class Meta:
@@ -393,6 +407,12 @@ class Event(models.Model):
 
     class Meta:
         ordering = ["id"]
+        indexes = [
+            # Flow metrics (tasks_app.insight): one kind's Events over a range of days, and
+            # the first claim or creation of each task, read in task order from the index.
+            models.Index(fields=["kind", "created_at"], name="event_kind_time"),
+            models.Index(fields=["kind", "task_key", "created_at"], name="event_kind_task_time"),
+        ]
 
     def __str__(self):
         return f"#{self.id} {self.kind} {self.task_key}"

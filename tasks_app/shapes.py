@@ -5,6 +5,7 @@ Plain dicts of JSON-ready values, built from models and the rules' results (``wo
 
 from datetime import UTC
 
+from .ids import is_rework_id
 from .models import Status, Task
 
 
@@ -44,6 +45,9 @@ def task_data(task, dependencies=None):
         "blocked": any(status != Status.DONE for _, status in dependencies),
         "reasoning_summary": task.reasoning_summary,
         "continuation_of": task.scale_root or None,
+        # The holder's open question to a person (``ask``): the task waits on a human.
+        "question": task.question or None,
+        "waiting_on_human": bool(task.question),
         "created_at": iso(task.created_at),
         "started_at": iso(task.started_at),
         "completed_at": iso(task.completed_at),
@@ -75,25 +79,56 @@ def note_data(note):
         "mode": note.mode,
         "token_count": note.token_count,
         "author": note.author,
+        # Who really wrote it: the pod whose token acted (None for a person or the system).
+        "author_pod": note.author_pod or None,
+        # Why the mode was resolved so ("auto: chosen by the pod", a WIP figure, …).
+        "why": note.why,
         "created_at": iso(note.created_at),
     }
+
+
+def _linked_outputs(task_id, outputs):
+    return [
+        {
+            "task": task_id,
+            "name": output.get("name", ""),
+            "uri": output.get("uri", ""),
+            "summary": output.get("summary", ""),
+        }
+        for output in outputs or []
+        if isinstance(output, dict)
+    ]
+
+
+def rework_outputs(dependencies):
+    """Return ``[(id, outputs)]`` of the rework tasks among ``dependencies`` (``[(id, …)]``),
+    oldest first: a task that sent work back starts again with the fixes' outputs linked after
+    those of its ``handoff_from``. No query unless a dependency is a rework (``<root>.fix<n>``).
+    """
+    ids = [dep[0] for dep in dependencies if is_rework_id(dep[0])]
+    if not ids:
+        return []
+    return list(
+        Task.objects.filter(pk__in=ids).order_by("created_at", "id").values_list("id", "outputs")
+    )
+
+
+def capacity(task):
+    """Return ``{limit, used}``: the pod's context limit and the tokens the task has used."""
+    return {"limit": task.pod_owner.context_limit, "used": task.token_count}
 
 
 def start_context(work):
     """Return everything a pod needs to begin a task, from a ``workflow.StartWork``."""
     dependencies, source = work.dependencies, work.source
     linked = []
-    if source is not None:
-        for output in source.outputs or []:
-            if isinstance(output, dict):
-                linked.append(
-                    {
-                        "task": source.id,
-                        "name": output.get("name", ""),
-                        "uri": output.get("uri", ""),
-                        "summary": output.get("summary", ""),
-                    }
-                )
+    if work.linked is not None:
+        for task_id, outputs in work.linked:
+            linked += _linked_outputs(task_id, outputs)
+    elif source is not None:
+        linked = _linked_outputs(source.id, source.outputs)
+    for task_id, outputs in rework_outputs(dependencies):
+        linked += _linked_outputs(task_id, outputs)
     return {
         "task": task_data(work.task, [(d, s) for d, _, s in dependencies]),
         "prompt": work.task.prompt,
@@ -102,6 +137,26 @@ def start_context(work):
         "reasoning_summary": source.reasoning_summary if source is not None else "",
         "linked_outputs": linked,
         "dependencies": [{"id": d, "title": t, "status": s} for d, t, s in dependencies],
+        "chain_of_thought": [
+            {"step": step, "thought": thought, "at": iso(at)} for step, thought, at in work.thoughts
+        ],
+        "trace_steps": [
+            {
+                "step": step,
+                "action": action,
+                "rationale": rationale,
+                "tokens": tokens,
+                "author_pod": author_pod or None,
+                "at": iso(at),
+            }
+            for step, action, rationale, tokens, author_pod, at in work.steps
+        ],
+        "next_steps": list(work.next_steps),
+        "comments": [
+            {"kind": kind, "body": body, "author": author, "created_at": iso(at)}
+            for kind, body, author, at in work.comments
+        ],
+        "capacity": capacity(work.task),
     }
 
 

@@ -7,16 +7,24 @@ a chain of thought. Some instances run out of context and scale out, some stall 
 answering (their lease expires), some hand off to a follow-up task they file themselves. When
 the first pod's queue runs dry it files a new chain of work so the board keeps moving.
 
+How idle instances find work: by polling ``next`` (the default), by long-poll (``next`` with
+``wait``, on a thread of its own so the other instances keep moving) for the pods in
+``long_poll``, or by webhook for the pods in ``webhook`` (``WebhookInbox`` receives the signed
+notices and wakes an idle instance, which starts the task it names). Instances scale out when
+the server's trace answer advises it (``capacity.advice``), and hand ``next_steps`` on.
+
 The simulator only speaks HTTP (``httpx.Client``): it runs against a live server, or against
 Django in-process through any httpx transport in tests.
 """
 
 import heapq
+import queue
 import random
 import re
 import threading
 import time
 from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
 
@@ -72,6 +80,29 @@ GENERIC_ACTIONS = [
     ("Do the work", "This is what the task asks"),
     ("Check the result", "Before handing off"),
 ]
+# What a simulated QA finds when it sends work back, a pod asks a person, a reviewer wants.
+FINDINGS = [
+    "The sign-in form accepts an empty password. Steps: open /login, submit empty fields.",
+    "Two acceptance criteria fail on Safari: the date picker never opens.",
+    "Unicode names are cut at 20 characters in the export.",
+    "The error message leaks a stack trace when the upstream API times out.",
+]
+QUESTIONS = [
+    "The spec allows both OAuth and SAML: which one do we ship first?",
+    "Should deleted projects stay searchable for admins?",
+    "Is a 2-second p95 acceptable for the export, or do we need a background job?",
+    "May I drop support for the legacy v1 endpoint in this change?",
+]
+CHANGE_REQUESTS = [
+    "Add a test for the empty-input case before this goes to QA.",
+    "Split the migration: the data backfill must run separately.",
+    "The handoff note does not say how to run it; add the steps.",
+]
+# How many of its turns an instance waits for a person's answer before it completes anyway.
+ASK_PATIENCE = 6
+# Rework rounds a simulated QA asks for on one task, at most.
+MAX_REWORKS = 2
+
 THOUGHTS = [
     "The handoff note answers the open question, so I can skip re-reading the brief.",
     "This is larger than it looks; split the change if the context fills up.",
@@ -99,6 +130,9 @@ class Chances:
     stall: float = 0.07
     scale_out: float = 0.15
     auto_handoff: float = 0.12
+    send_back: float = 0.3  # the last pod of the chain sends its predecessor's work back
+    ask: float = 0.08  # the holder asks a person a question
+    request_changes: float = 0.3  # a reviewer pod requests changes instead of approving
 
 
 @dataclass
@@ -111,6 +145,13 @@ class Stats:
     stalled: int = 0
     sync_handoffs: int = 0
     auto_handoffs: int = 0
+    long_polls: int = 0
+    webhooks: int = 0
+    sent_back: int = 0
+    asked: int = 0
+    answered: int = 0
+    reviewed: int = 0
+    changes_requested: int = 0
     filed: int = 0
     lost: int = 0
     errors: int = 0
@@ -171,10 +212,11 @@ class PodApi:
                 body = {"code": "bad_response", "detail": response.text[:200]}
         return response.status_code, body
 
-    def next(self, pod, instance):
-        return self.call(
-            "POST", "/api/tasks/next", pod=pod, json={"pod_owner": pod, "instance": instance}
-        )
+    def next(self, pod, instance, wait=0):
+        body = {"pod_owner": pod, "instance": instance}
+        if wait:
+            body["wait"] = wait
+        return self.call("POST", "/api/tasks/next", pod=pod, json=body)
 
     def start(self, pod, task_id, instance):
         return self.call(
@@ -204,6 +246,21 @@ class PodApi:
     def list(self, pod, **params):
         return self.call("GET", "/api/tasks", pod=pod, params=params)
 
+    def pods(self, pod):
+        return self.call("GET", "/api/pods", pod=pod)
+
+    def send_back(self, pod, task_id, instance, to, findings):
+        body = {"instance": instance, "to": to, "findings": findings}
+        return self.call("POST", f"/api/tasks/{task_id}/send_back", pod=pod, json=body)
+
+    def ask(self, pod, task_id, instance, question):
+        body = {"instance": instance, "question": question}
+        return self.call("POST", f"/api/tasks/{task_id}/ask", pod=pod, json=body)
+
+    def review(self, pod, task_id, verdict, note=""):
+        body = {"verdict": verdict, "note": note}
+        return self.call("POST", f"/api/tasks/{task_id}/review", pod=pod, json=body)
+
 
 @dataclass(order=True)
 class _Turn:
@@ -212,7 +269,7 @@ class _Turn:
     agent: "Agent" = field(compare=False)
 
 
-@dataclass
+@dataclass(eq=False)
 class Agent:
     """One running instance of a pod, and the task it works on."""
 
@@ -225,6 +282,12 @@ class Agent:
     step_no: int = 0
     tokens: int = 0
     started: bool = False
+    limit: int = 0  # the pod's context limit, from the start context
+    turn: int = 0  # the agent's latest scheduled turn; older ones are stale
+    idle: str = ""  # "long_poll" or "webhook" while it waits for work that way
+    upstream: str = ""  # the task whose baton it carries (where work is sent back to)
+    ask_at: int = -1  # the step at which it asks a person, -1 for none
+    asking: int = 0  # turns it has waited for the answer (0: not waiting)
 
 
 class Simulator:
@@ -244,6 +307,9 @@ class Simulator:
         chances=None,
         token_limit=15_000,
         max_open=None,
+        long_poll=(),
+        webhook=(),
+        wait=20,
     ):
         if not pods:
             raise ValueError("Name at least one pod to simulate.")
@@ -251,6 +317,14 @@ class Simulator:
         self.pods = list(pods)
         self.speed = speed
         self.rng = random.Random(seed)
+        # Human-control decisions (send back, ask, review) draw from their own sequence.
+        self.control_rng = random.Random(None if seed is None else f"control-{seed}")
+        self._reviewers = None  # {reviewer pod: [pods it reviews]}, read once from /api/pods
+        self._review_seen = {}  # task id -> when a reviewer first saw it waiting
+        self._changes_asked = set()
+        # A task waits this long in Review before a simulated reviewer decides, so a person
+        # watching the board has time to approve or request changes first.
+        self.review_after = 15 / speed if speed else 0
         self.stop = stop or threading.Event()
         self.clock = clock or (VirtualClock() if not speed else RealClock(self.stop))
         self.log_line = log or (lambda line: None)
@@ -260,6 +334,13 @@ class Simulator:
         self.max_open = max_open or 2 * instances * len(self.pods)
         self.stats = Stats()
         self.transcript = []
+        # Long-poll and webhooks need real time (threads, a receiver); a virtual clock polls.
+        realtime = isinstance(self.clock, RealClock)
+        self.long_poll = set(long_poll) if realtime else set()
+        self.webhook = set(webhook) if realtime else set()
+        self.wait = wait
+        self.inbox = queue.Queue()
+        self._waiting = set()  # agents with a long-poll in flight
         self._numbers = {pod: instances for pod in self.pods}
         self._queue = []
         self._order = 0
@@ -274,6 +355,7 @@ class Simulator:
     def _schedule(self, agent, delay, base=None):
         base = self.clock.now() if base is None else base
         self._order += 1
+        agent.turn = self._order
         heapq.heappush(self._queue, _Turn(base + delay, self._order, agent))
 
     def _pace(self, low, high):
@@ -289,13 +371,16 @@ class Simulator:
 
     def run(self, *, max_actions=None, duration=None):
         """Run until ``stop`` is set, ``max_actions`` steps ran or ``duration`` seconds passed."""
-        while self._queue and not self.stop.is_set():
+        while (self._queue or self.long_poll or self.webhook) and not self.stop.is_set():
             if max_actions is not None and self.stats.actions >= max_actions:
                 break
+            if not self._next_due() or not self._queue:
+                continue
             turn = heapq.heappop(self._queue)
+            if turn.order != turn.agent.turn:
+                continue  # rescheduled since (woken by a webhook or a long-poll answer)
             if duration is not None and turn.at - self._t0 > duration:
                 break
-            self.clock.sleep(turn.at - self.clock.now())
             if self.stop.is_set():
                 break
             self.stats.actions += 1
@@ -307,9 +392,60 @@ class Simulator:
                 # From now, so a server that went away is not hit by a burst of late turns.
                 self._schedule(turn.agent, self._pace(2, 4) if self.speed else 1.0)
                 continue
+            if delay is None:
+                continue  # waiting (long-poll): the inbox reschedules it
             # Planned times, not "now": a slow answer does not reorder the instances.
             self._schedule(turn.agent, delay, base=turn.at)
         return self.stats
+
+    def _next_due(self):
+        """Wait until the next turn is due, handling what arrives in the inbox meanwhile;
+        return True when a turn is due (False: look at the queue again)."""
+        at = self._queue[0].at if self._queue else self.clock.now() + 1.0
+        if not (self.long_poll or self.webhook):
+            self.clock.sleep(at - self.clock.now())
+            return True
+        try:
+            item = self.inbox.get(timeout=max(0.0, min(at - self.clock.now(), 1.0)))
+        except queue.Empty:
+            return self.clock.now() >= at
+        self._arrived(*item)
+        return False
+
+    def _arrived(self, what, *details):
+        if what == "pulled":
+            agent, status, body = details
+            agent.idle = ""
+            if status == 200 and body:
+                self.stats.long_polls += 1
+                self._pulled(agent, body, how="long-poll")
+                self._schedule(agent, self._pace(0.5, 1.5))
+            elif status == 204:
+                self._schedule(agent, self._pace(0.2, 0.5))  # the wait ended: ask again
+            else:
+                self._refused(agent, "next", status, body)
+                self._schedule(agent, self._pace(3, 5))
+        elif what == "notice":
+            (payload,) = details
+            pod, task_id = payload.get("pod"), payload.get("task_id")
+            idle = [a for a in self._agents(pod) if a.idle == "webhook" and not a.task_id]
+            if not idle or not task_id:
+                return
+            agent = idle[0]
+            agent.idle = ""
+            agent.task_id, agent.title = task_id, ""
+            self.stats.webhooks += 1
+            self.log(agent, f"webhook {payload.get('type')}: {task_id} is ready for {pod}")
+            self._schedule(agent, 0)
+
+    def _agents(self, pod):
+        return {t.agent for t in self._queue if t.agent.pod == pod} | {
+            a for a in self._waiting if a.pod == pod
+        }
+
+    def notify(self, payload):
+        """Hand a verified webhook notice to the simulator (any thread)."""
+        self.inbox.put(("notice", payload))
 
     # One step of one instance --------------------------------------------------------------
 
@@ -319,26 +455,68 @@ class Simulator:
             return self._pull(agent)
         if not agent.started:
             return self._start(agent)
+        if agent.asking:
+            return self._await_answer(agent)
         if agent.steps_left > 0:
+            if agent.ask_at == agent.step_no:
+                return self._ask(agent)
             return self._heartbeat(agent)
         return self._finish(agent)
 
     def _pull(self, agent):
         status, body = self.api.next(agent.pod, agent.name)
         if status == 200 and body:
-            task = body["task"]
-            self._take(agent, task)
-            note = body.get("handoff_note") or {}
-            why = f" (baton from {note['from']}, {note['reason']})" if note.get("from") else ""
-            self.log(agent, f"pulled {task['id']} «{task['title']}»{why}")
-            self.stats.claimed += 1
+            self._pulled(agent, body)
             return self._pace(1, 3)
         if status == 204:
             if agent.pod == self.pods[0]:
                 self._file_work(agent)
+            if self._review(agent):
+                return self._pace(1, 3)
+            if agent.pod in self.long_poll:
+                return self._wait_long(agent)
+            if agent.pod in self.webhook:
+                # Idle until a webhook names a task (with a slow poll in case one is missed).
+                agent.idle = "webhook"
+                return self._pace(20, 30)
             return self._pace(2, 4)
         self._refused(agent, "next", status, body)
         return self._pace(3, 5)
+
+    def _pulled(self, agent, body, how="pulled"):
+        task = body["task"]
+        self._take(agent, task)
+        self._read_context(agent, body)
+        note = body.get("handoff_note") or {}
+        why = f" (baton from {note['from']}, {note['reason']})" if note.get("from") else ""
+        self.log(agent, f"{how} {task['id']} «{task['title']}»{why}")
+        steps = body.get("next_steps") or []
+        if steps:
+            self.log(agent, f"next steps from its predecessor: {'; '.join(steps[:3])}")
+        self.stats.claimed += 1
+
+    def _read_context(self, agent, context):
+        capacity = context.get("capacity") or {}
+        agent.limit = int(capacity.get("limit") or self.token_limit)
+        agent.tokens = int(capacity.get("used") or agent.tokens)
+
+    def _wait_long(self, agent):
+        """Ask ``next`` with ``wait`` on a thread; the answer comes back through the inbox."""
+        agent.idle = "long_poll"
+        self._waiting.add(agent)
+
+        def ask():
+            try:
+                status, body = self.api.next(agent.pod, agent.name, wait=self.wait)
+            except httpx.HTTPError:
+                status, body = 0, None
+            self._waiting.discard(agent)
+            self.inbox.put(("pulled", agent, status, body))
+
+        threading.Thread(target=ask, name=f"long-poll {agent.name}", daemon=True).start()
+        self._order += 1
+        agent.turn = self._order  # no turn until the answer comes
+        return None
 
     def _take(self, agent, task):
         agent.task_id, agent.title = task["id"], task["title"]
@@ -354,6 +532,7 @@ class Simulator:
         else:
             agent.fate = "complete"
         agent.steps_left = 1 if agent.fate == "stall" else self.rng.randint(2, 4)
+        self._plan_control(agent, task)
 
     def _start(self, agent):
         status, body = self.api.start(agent.pod, agent.task_id, agent.name)
@@ -361,6 +540,10 @@ class Simulator:
             return self._lose(agent, "start", status, body)
         agent.started = True
         context = body or {}
+        if not agent.title:  # started from a webhook notice: nothing claimed yet
+            self._take(agent, context.get("task") or {"id": agent.task_id, "title": ""})
+            agent.started = True
+        self._read_context(agent, context)
         linked = len(context.get("linked_outputs") or [])
         deps = len(context.get("dependencies") or [])
         self.log(
@@ -375,8 +558,10 @@ class Simulator:
         actions = ACTIONS.get(agent.pod, GENERIC_ACTIONS)
         action, rationale = actions[agent.step_no % len(actions)]
         if agent.fate == "scale_out":
-            # Fill the context window over the planned steps, crossing the limit on the last.
-            remaining = self.token_limit + self.rng.randint(100, 900) - agent.tokens
+            # Fill the context window over the planned steps, reaching 90 % of the pod's limit
+            # on the last: the server's answer then advises scaling out.
+            limit = agent.limit or self.token_limit
+            remaining = int(limit * 0.9) + self.rng.randint(100, 900) - agent.tokens
             tokens = max(100, remaining // max(1, agent.steps_left))
         else:
             tokens = self.rng.randint(600, 2500)
@@ -395,9 +580,14 @@ class Simulator:
         agent.steps_left -= 1
         self.stats.heartbeats += 1
         self.log(agent, f"{agent.task_id} step {agent.step_no}: {action} ({agent.tokens:,} tokens)")
+        if ((body or {}).get("capacity") or {}).get("advice") == "scale_out":
+            self.log(agent, f"the server advises scaling out at {agent.tokens:,} tokens")
+            agent.fate, agent.steps_left = "scale_out", 0
         return self._pace(1, 3)
 
     def _finish(self, agent):
+        if agent.fate == "send_back":
+            return self._send_back(agent)
         if agent.fate == "stall":
             return self._stall(agent)
         if agent.fate == "scale_out":
@@ -427,6 +617,7 @@ class Simulator:
             payload.update(
                 handoff_to_same_pod=True,
                 reason="capacity_reached",
+                next_steps=[f"Continue from step {agent.step_no + 1}", "Then hand off"],
                 handoff_note=(
                     f"Context window full at {agent.tokens:,} tokens after {agent.step_no} steps. "
                     f"Continue from step {agent.step_no + 1}; the trace has what is done."
@@ -452,6 +643,7 @@ class Simulator:
             )
         else:
             payload.update(
+                next_steps=self._next_steps(agent),
                 handoff_note=self._handoff_text(agent),
                 reasoning_trace={
                     "summary": f"{agent.title}: done in {agent.step_no} steps; "
@@ -524,6 +716,119 @@ class Simulator:
             self.log(agent, f"auto_handoff {agent.task_id} → {next_id} ({pod})")
         else:
             self._refused(agent, "auto_handoff", status, body)
+
+    # Human control: send back, ask a person, review -------------------------------------------
+
+    def _plan_control(self, agent, task):
+        """Decide whether this task is sent back (the chain's last pod, at most ``MAX_REWORKS``
+        rounds per task) or brings a question for a person."""
+        agent.upstream = task.get("handoff_from") or ""
+        agent.ask_at, agent.asking = -1, 0
+        if agent.fate != "complete":
+            return
+        roll = self.control_rng.random()
+        reworks = sum(1 for dep in task.get("depends_on") or [] if ".fix" in dep)
+        last = len(self.pods) > 1 and agent.pod == self.pods[-1]
+        if last and agent.upstream and reworks < MAX_REWORKS and roll < self.chances.send_back:
+            agent.fate = "send_back"
+        elif self.control_rng.random() < self.chances.ask:
+            agent.ask_at = 1
+
+    def _send_back(self, agent):
+        """Send the predecessor's work back with findings; the task returns to Ready and
+        waits for the rework."""
+        findings = self.control_rng.choice(FINDINGS)
+        status, body = self.api.send_back(
+            agent.pod, agent.task_id, agent.name, agent.upstream, findings
+        )
+        if status == 201:
+            self.stats.sent_back += 1
+            self.log(
+                agent,
+                f"sent {agent.upstream} back for rework as {body['rework']['id']}: {findings}",
+            )
+            self._clear(agent)
+            return self._pace(1, 3)
+        if status == 409 and (body or {}).get("code") == "invalid_transition":
+            agent.fate = "complete"  # nothing to send back after all: finish normally
+            return self._complete(agent)
+        return self._lose(agent, "send back", status, body)
+
+    def _ask(self, agent):
+        question = self.control_rng.choice(QUESTIONS)
+        status, body = self.api.ask(agent.pod, agent.task_id, agent.name, question)
+        agent.ask_at = -1
+        if status != 200:
+            return self._lose(agent, "ask", status, body)
+        agent.asking = 1
+        self.stats.asked += 1
+        self.log(agent, f"asked a human about {agent.task_id}: {question}")
+        return self._pace(4, 8)
+
+    def _await_answer(self, agent):
+        """Look for the answer; after ``ASK_PATIENCE`` turns finish without it (completing
+        closes the question)."""
+        status, body = self.api.get(agent.pod, agent.task_id)
+        if status != 200 or (body or {}).get("claimed_by") != agent.name:
+            return self._lose(agent, "wait for an answer", status, body)
+        if not body.get("question"):
+            agent.asking = 0
+            answers = [c for c in body.get("comments") or [] if c["kind"] == "answer"]
+            if answers:
+                self.stats.answered += 1
+                text = answers[-1]["body"].strip().splitlines()[0][:80]
+                self.log(agent, f"{answers[-1]['author'] or 'a person'} answered: {text}")
+            return self._pace(1, 3)
+        agent.asking += 1
+        if agent.asking > ASK_PATIENCE:
+            agent.asking, agent.steps_left = 0, 0
+            self.log(agent, f"nobody answered; completes {agent.task_id} without the answer")
+            return self._pace(1, 2)
+        return self._pace(4, 8)
+
+    def _reviewed_by(self, pod):
+        if self._reviewers is None:
+            status, body = self.api.pods(pod)
+            self._reviewers = {}
+            for item in body if status == 200 else []:
+                if item.get("review_required") and item.get("reviewer"):
+                    self._reviewers.setdefault(item["reviewer"], []).append(item["name"])
+        return self._reviewers.get(pod, [])
+
+    def _review(self, agent):
+        """As an idle instance of a reviewer pod, decide one task that has waited in Review
+        for ``review_after`` seconds; return True when it decided one."""
+        now = self.clock.now()
+        for pod in self._reviewed_by(agent.pod):
+            status, body = self.api.call(
+                "GET",
+                "/api/tasks",
+                pod=agent.pod,
+                params={"pod": pod, "status": "review", "limit": 10},
+            )
+            for task in body["items"] if status == 200 else []:
+                task_id = task["id"]
+                if now - self._review_seen.setdefault(task_id, now) < self.review_after:
+                    continue
+                verdict, note = "approve", "Reviewed: good to go."
+                if task_id not in self._changes_asked and (
+                    self.control_rng.random() < self.chances.request_changes
+                ):
+                    verdict, note = "changes_requested", self.control_rng.choice(CHANGE_REQUESTS)
+                status, answer = self.api.review(agent.pod, task_id, verdict, note)
+                self._review_seen.pop(task_id, None)
+                if status != 200:
+                    self.log(agent, f"could not review {task_id}: {status} (decided already?)")
+                    return True
+                self.stats.reviewed += 1
+                if verdict == "approve":
+                    self.log(agent, f"approved {task_id}; its successors start")
+                else:
+                    self._changes_asked.add(task_id)
+                    self.stats.changes_requested += 1
+                    self.log(agent, f"requested changes on {task_id}: {note}")
+                return True
+        return False
 
     # Filing new work -------------------------------------------------------------------------
 
@@ -601,6 +906,14 @@ class Simulator:
         index = self.pods.index(pod)
         return self.pods[index + 1] if index + 1 < len(self.pods) else None
 
+    def _next_steps(self, agent):
+        nxt = self._downstream(agent.pod)
+        if agent.pod == "ProductPod":
+            return ["Start from the acceptance criteria", "Keep the change small"]
+        if agent.pod == "DevPod":
+            return ["Run the acceptance tests", "Try the edge cases the trace lists"]
+        return [f"Hand the result to {nxt}"] if nxt else ["Report to the lead"]
+
     def _handoff_text(self, agent):
         nxt = self._downstream(agent.pod)
         audience = f"{nxt}: " if nxt else ""
@@ -632,8 +945,9 @@ class Simulator:
         return {"name": "result", "uri": f"results/{agent.task_id}", "summary": "Done"}
 
     def _clear(self, agent):
-        agent.task_id = agent.title = agent.fate = ""
+        agent.task_id = agent.title = agent.fate = agent.idle = agent.upstream = ""
         agent.started, agent.steps_left, agent.step_no, agent.tokens = False, 0, 0, 0
+        agent.ask_at, agent.asking = -1, 0
 
     def _lose(self, agent, verb, status, body):
         """The task was taken away (lease expired, a human moved it): drop it and pull again."""
@@ -674,3 +988,51 @@ def _prompt(pod, feature):
             "with steps to reproduce.\n"
         )
     return f"Work on {feature}.\n"
+
+
+class WebhookInbox:
+    """The webhook receiver of the simulated pods: a small HTTP server on this machine that
+    verifies each notice (Standard Webhooks, the pod's secret) and hands it to ``deliver``."""
+
+    def __init__(self, deliver, host="127.0.0.1"):
+        self.verifiers = verifiers = {}
+        self.received = 0
+
+        inbox = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def do_POST(self):  # noqa: N802 - http.server's name
+                body = self.rfile.read(min(int(self.headers.get("content-length") or 0), 65536))
+                pod = self.path.rstrip("/").rsplit("/", 1)[-1]
+                try:
+                    payload = verifiers[pod].verify(body, dict(self.headers))
+                except Exception:  # unknown pod, bad signature, stale timestamp
+                    self.send_response(401)
+                    self.end_headers()
+                    return
+                inbox.received += 1
+                deliver(payload)
+                self.send_response(204)
+                self.end_headers()
+
+        self.server = ThreadingHTTPServer((host, 0), Handler)
+        self.server.daemon_threads = True
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def add(self, pod, secret):
+        """Accept notices for ``pod`` signed with ``secret``."""
+        from standardwebhooks.webhooks import Webhook
+
+        self.verifiers[pod] = Webhook(secret)
+
+    def url_for(self, pod):
+        host, port = self.server.server_address[:2]
+        return f"http://{host}:{port}/hooks/{pod}"
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

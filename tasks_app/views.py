@@ -11,6 +11,7 @@ import json
 import os
 import secrets
 import tempfile
+import time
 from functools import wraps
 from pathlib import Path
 
@@ -29,7 +30,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from . import board, workflow, yamlio
+from . import board, control_pages, live, workflow, yamlio
 from .api.errors import status_for
 from .models import Event, HandoffNote, Pod, Status, Task
 from .workflow import RuleError
@@ -97,13 +98,6 @@ def _toast_trigger(response, message, *, level="error", task_id=""):
 # Board ---------------------------------------------------------------------------------------
 
 
-def _latest_seq():
-    """Return the live module's current event sequence number, or "" without one."""
-    from . import live
-
-    latest = getattr(live, "latest_seq_now", None)
-    return latest() if latest is not None else ""
-
 
 @never_cache
 @require_GET
@@ -111,7 +105,7 @@ def _latest_seq():
 def board_view(request):
     filters = board.Filters.from_query(request.GET)
     # Read the event sequence before the board, so the live socket replays anything in between.
-    live_seq = _latest_seq()
+    live_seq = live.latest_seq_now()
     context = {
         "live_seq": live_seq,
         "filters": filters,
@@ -322,14 +316,17 @@ def _detail_context(task):
     }
 
 
-def _render_detail(request, task_id, status=200):
+def _render_detail(request, task_id, status=200, fragment=False):
+    """Render the task page, or its ``#panel`` fragment for the board's panel (and, with
+    ``fragment``, for any htmx request)."""
     task = get_object_or_404(Task.objects.select_related("pod_owner", "handoff_from"), pk=task_id)
     template = "tasks_app/task_detail.html"
     context = _detail_context(task)
+    context.update(control_pages.detail_context(task))
     context["read_only"] = not may_change_tasks(request.user)
-    if request.htmx and request.htmx.target == "panel":
+    if request.htmx and (fragment or request.htmx.target == "panel"):
         template += "#panel"
-        context["in_panel"] = True
+        context["in_panel"] = request.htmx.target == "panel"
     response = render(request, template, context, status=status)
     patch_vary_headers(response, ["HX-Request", "HX-Target"])
     return response
@@ -408,12 +405,49 @@ def _upload_dir():
     return path
 
 
+# An upload waits for its confirmation at most this long, and at most this many wait at once
+# (the oldest go first): a preview nobody confirms does not stay on disk.
+PREVIEW_MAX_AGE_SECONDS = 3600
+PREVIEW_MAX_COUNT = 20
+
+
+def _preview_age(path, now):
+    try:
+        return now - path.stat().st_mtime
+    except FileNotFoundError:
+        return None
+
+
+def sweep_previews(now=None, keep=PREVIEW_MAX_COUNT):
+    """Delete uploads waiting for confirmation that are too old, then the oldest beyond
+    ``keep``; return how many were deleted."""
+    now = time.time() if now is None else now
+    waiting = []
+    for path in _upload_dir().glob("*.zip"):
+        age = _preview_age(path, now)
+        if age is not None:
+            waiting.append((age, path))
+    waiting.sort(key=lambda item: item[0])
+    doomed = [path for age, path in waiting if age > PREVIEW_MAX_AGE_SECONDS]
+    fresh = [path for age, path in waiting if age <= PREVIEW_MAX_AGE_SECONDS]
+    doomed += fresh[max(keep, 0) :]
+    for path in doomed:
+        path.unlink(missing_ok=True)
+    return len(doomed)
+
+
 def _stored_upload(request):
     name = request.session.get(UPLOAD_SESSION_KEY, "")
     if not name or "/" in name or name.startswith("."):
         return None
     path = _upload_dir() / name
-    return path if path.is_file() else None
+    age = _preview_age(path, time.time())
+    if age is None or not path.is_file():
+        return None
+    if age > PREVIEW_MAX_AGE_SECONDS:
+        path.unlink(missing_ok=True)
+        return None
+    return path
 
 
 def _forget_upload(request):
@@ -447,6 +481,7 @@ def import_view(request):
             context["problems"] = ["Choose a .zip file of a task directory."]
         else:
             _forget_upload(request)
+            sweep_previews(keep=PREVIEW_MAX_COUNT - 1)
             name = secrets.token_hex(16) + ".zip"
             path = _upload_dir() / name
             with path.open("wb") as out:
@@ -459,6 +494,9 @@ def import_view(request):
             except yamlio.ImportErrors as errors:
                 path.unlink(missing_ok=True)
                 context["problems"] = [str(p) for p in errors.problems]
+            except BaseException:
+                path.unlink(missing_ok=True)
+                raise
             else:
                 request.session[UPLOAD_SESSION_KEY] = name
                 context.update(preview=_summary_rows(summary), filename=upload.name)

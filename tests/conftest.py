@@ -75,7 +75,20 @@ def make_task(pods):
 
 @pytest.fixture
 def lead(db, django_user_model):
-    return django_user_model.objects.create_user("lead", password="lead-password-1")
+    """A human lead: may move tasks and run actions (the ``change task`` permission)."""
+    from django.contrib.auth.models import Permission
+
+    user = django_user_model.objects.create_user("lead", password="lead-password-1")
+    user.user_permissions.add(
+        Permission.objects.get(content_type__app_label="tasks_app", codename="change_task")
+    )
+    return user
+
+
+@pytest.fixture
+def viewer(db, django_user_model):
+    """A signed-in user without the ``change task`` permission: sees a read-only board."""
+    return django_user_model.objects.create_user("viewer", password="viewer-password-1")
 
 
 @pytest.fixture

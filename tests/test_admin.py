@@ -204,7 +204,6 @@ def test_expire_leases_action_returns_stalled_tasks(admin_client, make_task):
 
 
 def test_export_selected_downloads_a_zip_of_task_directories(admin_client, make_task):
-    pytest.importorskip("tasks_app.yaml_io")
     make_task("DEV-1", title="Build it")
     make_task("DEV-2")
     response = admin_client.post(
@@ -342,7 +341,8 @@ def test_deleting_selected_tasks_announces_them_once(
     url = reverse("admin:tasks_app_task_changelist")
     with django_capture_on_commit_callbacks(execute=True):
         response = admin_client.post(
-            url, {"action": "delete_selected", "_selected_action": ["DEV-1", "DEV-2"], "post": "yes"}
+            url,
+            {"action": "delete_selected", "_selected_action": ["DEV-1", "DEV-2"], "post": "yes"},
         )
     assert response.status_code == 302
     assert not Task.objects.exists()

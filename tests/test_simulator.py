@@ -61,7 +61,9 @@ def test_simulated_pods_scale_out_hand_off_and_stall(http, pod_tokens):
     assert stats.sync_handoffs + stats.auto_handoffs >= 1, stats.line()
     continuation = Task.objects.exclude(scale_root="").first()
     note = HandoffNote.objects.get(to_task=continuation, handoff_type="scale")
-    assert note.reason == "capacity_reached" and note.token_count >= 15_000
+    # It scaled out when the server advised it: at 90 % of the pod's 15,000-token limit.
+    assert note.reason == "capacity_reached" and note.token_count >= 13_500
+    assert Event.objects.filter(kind="traced", payload__token_count__gte=13_500).exists()
     assert Event.objects.filter(kind="handoff").exists()
 
     # A stalled instance stopped heartbeating: its task keeps a dead claim until expiry.
@@ -129,3 +131,13 @@ def test_simulate_pods_command_works_a_live_server(live_server, pods, capsys):
     # The tokens it issued for itself are revoked when it stops.
     assert PodToken.objects.count() == 3
     assert not PodToken.objects.filter(revoked_at=None).exists()
+
+
+def test_simulated_pods_pass_next_steps_on(http, pod_tokens):
+    simulate(http, pod_tokens)
+    done = Task.objects.filter(status="done", pod_owner__name="ProductPod").exclude(next_steps=[])
+    assert done.exists()
+    assert done.first().next_steps == [
+        "Start from the acceptance criteria",
+        "Keep the change small",
+    ]

@@ -27,6 +27,7 @@ moments = st.datetimes(
     min_value=datetime(2000, 1, 1), max_value=datetime(2100, 1, 1), timezones=st.just(UTC)
 )
 counts = st.integers(0, 2**31 - 1)
+step_numbers = st.integers(1, 1_000_000)  # DESIGN.md, "Ids": steps are 1…1,000,000
 # Floats PostgreSQL's jsonb gives back as the same float (no exponents, no -0.0).
 numbers = st.floats(-1e6, 1e6, allow_nan=False).filter(lambda f: f != 0 or str(f) == "0.0")
 json_values = st.recursive(
@@ -106,7 +107,7 @@ def directories(draw):
             st.lists(
                 st.fixed_dictionaries(
                     {
-                        "step": counts,
+                        "step": step_numbers,
                         "action": text,
                         "rationale": text,
                         "tokens": counts,
@@ -118,7 +119,8 @@ def directories(draw):
         )
         record.thoughts = draw(
             st.lists(
-                st.fixed_dictionaries({"step": counts, "thought": text, "at": moments}), max_size=2
+                st.fixed_dictionaries({"step": step_numbers, "thought": text, "at": moments}),
+                max_size=2,
             )
         )
         records.append(record)

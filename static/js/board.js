@@ -128,8 +128,23 @@
   function swapCard(card, html) {
     var id = card.id;
     htmx.swap(card, html, { swapStyle: "outerHTML" });
-    return document.getElementById(id);
+    var fresh = document.getElementById(id);
+    placeCard(fresh);
+    return fresh;
   }
+
+  /* Put a card the server re-rendered in the column its status and pod say: a completion of a
+   * reviewed pod lands in Review, an approval in Done, a send-back or a change request in Ready.
+   * The live push that follows places it exactly; this keeps it out of the wrong column meanwhile. */
+  function placeCard(card) {
+    if (!card || !card.classList || !card.classList.contains("card")) return;
+    if (card.dataset.taskId === podboard.draggingTaskId) return;
+    var list = document.getElementById("lane-" + card.dataset.pod + "-" + card.dataset.status);
+    if (!list || card.parentNode === list) return;
+    if (card.dataset.status === "done") list.insertBefore(card, list.firstElementChild);
+    else list.appendChild(card);
+  }
+  podboard.placeCard = placeCard;
 
   function onSortEnd(evt) {
     var card = evt.item;
@@ -193,6 +208,8 @@
 
   function initSortables(root) {
     if (typeof Sortable === "undefined") return;
+    // A read-only board (no "change task" permission) has nothing to drag.
+    if (document.body.classList.contains("board-read-only")) return;
     var lists = [];
     if (root.matches && root.matches(".cards")) lists.push(root);
     if (root.querySelectorAll) lists = lists.concat(Array.prototype.slice.call(root.querySelectorAll(".cards")));
@@ -201,7 +218,7 @@
       Sortable.create(list, {
         group: "board",
         draggable: ".card",
-        filter: "details, a, button, select, input, summary",
+        filter: "details, a, button, select, input, textarea, label, summary",
         preventOnFilter: false,
         animation: 150,
         ghostClass: "card-ghost",
@@ -270,8 +287,11 @@
     // A refused action in the panel answers 409/422 with the panel and its message: show it.
     document.body.addEventListener("htmx:beforeSwap", function (evt) {
       var status = evt.detail.xhr.status;
-      if ((status === 409 || status === 422 || status === 404) && evt.detail.target &&
-          evt.detail.target.id === "panel") {
+      // A refused card action (review, send back) answers the card as it now is (the winner of
+      // a race, say) and a toast with the reason: show that too.
+      var target = evt.detail.target;
+      if ((status === 403 || status === 409 || status === 422 || status === 404) && target &&
+          (target.id === "panel" || (target.classList && target.classList.contains("card")))) {
         evt.detail.shouldSwap = true;
         evt.detail.isError = false;
       }
@@ -283,6 +303,7 @@
       toast("Could not reach the server.", "error");
     });
     htmx.onLoad(function (root) {
+      placeCard(root); // a card an action answered (review, send back) may change column
       initSortables(root);
       dropDuplicateCards(root);
       tickLeases();

@@ -3,6 +3,7 @@
 import json
 import logging
 
+from django.core.exceptions import RequestDataTooBig
 from django.db import OperationalError
 from django.http import Http404, HttpResponse
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -92,6 +93,9 @@ def on_not_found(request, exc):
 
 def on_unexpected(request, exc):
     """Answer a failure nobody foresaw with JSON; a locked SQLite database is a 503 to retry."""
+    if isinstance(exc, RequestDataTooBig):
+        # Only outside the ASGI body bound (podboard/body_limit.py), e.g. under WSGI.
+        return error(413, "too_large", str(exc))
     if isinstance(exc, OperationalError) and "locked" in str(exc).lower():
         response = error(503, "busy", "The database is busy; retry in a moment.")
         response["Retry-After"] = "1"

@@ -19,6 +19,8 @@ from .. import workflow
 from ..models import TASK_ID_PATTERN, HandoffNote, Pod, PodToken, Task
 from ..shapes import completion, iso, note_data, start_context, task_data, tasks_data
 from ..workflow import RuleError
+from ..workflow.control import comment_data
+from ..workflow.trace import capacity_advice
 from . import schemas as s
 
 router = Router()
@@ -89,18 +91,30 @@ def _dump_all(items):
     operation_id="nextTask",
     summary="Pull the pod's next task",
     description=(
-        "Claim the next task for your pod instance and return its start context: prompt, inputs, "
-        "latest handoff note, reasoning summary and outputs of the task it follows. 204 when "
-        "there is nothing to do. Calling again while you hold a task returns that task."
+        "Claim your pod's next task and return its start context. 204 when there is nothing "
+        "to do (header PodBoard-Paused or PodBoard-Wip-Limit says why). With wait (0-30 s) it "
+        "first holds until a task becomes claimable. Calling again while you hold a task "
+        "returns it."
     ),
     openapi_extra=_consequential(False),
 )
 def next_task(request, payload: s.NextIn):
     pod = _pod_named(payload.pod_owner, request.auth)
-    work = workflow.claim_next(pod=pod, instance=payload.instance)
-    if work is None:
-        return HttpResponse(status=204)
-    return ok(start_context(work))
+    pulled = workflow.pull(pod=pod, instance=payload.instance)
+    if pulled.work is None:
+        return nothing_to_claim(pulled)
+    return ok(start_context(pulled.work))
+
+
+def nothing_to_claim(pulled):
+    """Return the 204 of a ``next`` that claimed nothing; a header says when the pod is paused
+    (``PodBoard-Paused: 1``, which wins) or at its WIP limit (``PodBoard-Wip-Limit: <n>``)."""
+    response = HttpResponse(status=204)
+    if pulled.paused:
+        response["PodBoard-Paused"] = "1"
+    elif pulled.wip_limit is not None:
+        response["PodBoard-Wip-Limit"] = str(pulled.wip_limit)
+    return response
 
 
 @router.post(
@@ -140,12 +154,13 @@ def activate_task(request, task_id: str = TaskIdPath):
 
 @router.post(
     "/tasks/{task_id}/trace",
-    response={200: s.TaskOut, **ERRORS},
+    response={200: s.TraceOut, **ERRORS},
     operation_id="traceTask",
     summary="Append reasoning and extend the lease",
     description=(
         "Heartbeat while working: append reasoning steps and/or thoughts, optionally set the "
-        "summary and token count, and extend your lease on the active task."
+        "summary and token count, and extend your lease on the active task. capacity.advice is "
+        "scale_out once token_count reaches 90% of the pod's context limit."
     ),
     openapi_extra=_consequential(False),
 )
@@ -158,8 +173,9 @@ def trace_task(request, payload: s.TraceIn, task_id: str = TaskIdPath):
         thoughts=_dump_all(payload.thoughts),
         summary=payload.summary,
         token_count=payload.token_count,
+        author_pod=request.auth.pod.name,
     )
-    return ok(task_data(task))
+    return ok({**task_data(task), "capacity": capacity_advice(task)})
 
 
 # Finishing and handing off -------------------------------------------------------------------
@@ -192,6 +208,9 @@ def complete_task(request, payload: s.CompleteIn, task_id: str = TaskIdPath):
         token_count=payload.token_count,
         handoff_to_same_pod=payload.handoff_to_same_pod,
         reason=payload.reason,
+        author_pod=request.auth.pod.name,
+        next_steps=payload.next_steps,
+        mode=payload.mode,
     )
     return ok(completion(done))
 
@@ -216,6 +235,7 @@ def scale_out_task(request, payload: s.ScaleOutIn, task_id: str = TaskIdPath):
         reason=payload.reason,
         token_count=payload.token_count,
         note=payload.note,
+        author_pod=request.auth.pod.name,
     )
     return ok(completion(done))
 
@@ -239,6 +259,7 @@ def auto_handoff_task(request, payload: s.AutoHandoffIn, task_id: str = TaskIdPa
         next_task_id=payload.next_task_id,
         note=payload.note,
         actor=payload.instance or "",
+        author_pod=request.auth.pod.name,
     )
     return ok({"task": task_data(handoff.task), "mode": handoff.mode})
 
@@ -248,7 +269,7 @@ def auto_handoff_task(request, payload: s.AutoHandoffIn, task_id: str = TaskIdPa
 
 class TaskFilters(BaseModel):
     pod: s.Text(64) | None = Field(None, description="Only tasks of this pod.")
-    status: Literal["ready", "active", "done"] | None = None
+    status: Literal["ready", "active", "review", "done"] | None = None
     limit: int = Field(50, ge=1, le=500)
     offset: int = Field(0, ge=0, le=s.INT_MAX)
 
@@ -307,6 +328,7 @@ def get_task(request, task_id: str = TaskIdPath):
                 "action": st.action,
                 "rationale": st.rationale,
                 "tokens": st.tokens,
+                "author_pod": st.author_pod or None,
                 "at": iso(st.at),
             }
             for st in task.trace_steps.all()
@@ -315,6 +337,8 @@ def get_task(request, task_id: str = TaskIdPath):
     data["chain_of_thought"] = [
         {"step": t.step, "thought": t.thought, "at": iso(t.at)} for t in task.thoughts.all()
     ]
+    # Questions, answers and comments, oldest first: how a pod that asked reads the answer.
+    data["comments"] = [comment_data(c) for c in task.comments.order_by("created_at", "id")]
     return ok(data)
 
 
@@ -366,11 +390,16 @@ def list_pods(request):
                 "description": pod.description,
                 "order": pod.order,
                 "wip_limit": pod.wip_limit,
+                "context_limit": pod.context_limit,
+                "webhook_url": pod.webhook_url or None,
+                "review_required": pod.review_required,
+                "reviewer": pod.reviewer.name if pod.reviewer_id else None,
+                "paused": pod.paused,
                 "ready": counts.get(pod.pk, {}).get("ready", 0),
                 "active": counts.get(pod.pk, {}).get("active", 0),
                 "done": counts.get(pod.pk, {}).get("done", 0),
             }
-            for pod in Pod.objects.all()
+            for pod in Pod.objects.select_related("reviewer")
         ]
     )
 

@@ -10,10 +10,10 @@ import math
 from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, ConfigDict, Field, Strict, StringConstraints
 from pydantic import BaseModel as _BaseModel
 
-from ..models import TASK_ID_PATTERN
+from ..models import CREATED_ID_MAX, MAX_STEP, TASK_ID_PATTERN
 
 INT_MAX = 2_147_483_647
 JSON_MAX_DEPTH = 20
@@ -61,6 +61,10 @@ def Text(max_length=None, min_length=0):  # noqa: N802 - reads as a type in anno
 
 
 TaskId = Annotated[str, StringConstraints(pattern=rf"^{TASK_ID_PATTERN}$")]
+# A new task's id: the last 8 of 64 characters are kept for derived ids (DESIGN.md, "Ids").
+NewTaskId = Annotated[
+    str, StringConstraints(pattern=rf"^{TASK_ID_PATTERN}$", max_length=CREATED_ID_MAX)
+]
 PodName = Text(64, 1)
 Instance = Annotated[
     str,
@@ -68,8 +72,11 @@ Instance = Annotated[
     AfterValidator(_check_text),
     Field(description="The calling pod instance, e.g. DevPod#2.", examples=["DevPod#1"]),
 ]
-Count = Annotated[int, Field(ge=0, le=INT_MAX)]
-Priority = Annotated[int, Field(ge=-INT_MAX - 1, le=INT_MAX)]
+# Integers are strict: JSON ``true`` is not 1 and ``2.0`` or ``"2"`` is not 2, so a client's
+# type mistake is a 422 rather than a silently different value.
+Count = Annotated[int, Strict(), Field(ge=0, le=INT_MAX)]
+Step = Annotated[int, Strict(), Field(ge=1, le=MAX_STEP)]
+Priority = Annotated[int, Strict(), Field(ge=-INT_MAX - 1, le=INT_MAX)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_check_json)]
 Moment = Annotated[datetime, AfterValidator(_aware)]
 
@@ -90,6 +97,11 @@ class Out(_BaseModel):
 class NextIn(Schema):
     pod_owner: PodName = Field(description="The pod to pull work for; must be the token's pod.")
     instance: Instance
+    wait: Annotated[float, Strict(), Field(ge=0, le=30)] = Field(
+        0,
+        description="Long-poll: with nothing to claim, hold the request up to this many seconds "
+        "(0-30) until a task becomes claimable; 204 when the wait ends empty.",
+    )
 
 
 class InstanceIn(Schema):
@@ -103,7 +115,9 @@ class OutputIn(Schema):
 
 
 class TraceStepIn(Schema):
-    step: Count | None = Field(None, description="Step number; defaults to the next one.")
+    step: Step | None = Field(
+        None, description="Step number, 1 to 1,000,000; defaults to the next one."
+    )
     action: Text(10_000) = ""
     rationale: Text(10_000) = ""
     tokens: Count = 0
@@ -111,7 +125,9 @@ class TraceStepIn(Schema):
 
 
 class ThoughtIn(Schema):
-    step: Count | None = Field(None, description="Step number; defaults to the next one.")
+    step: Step | None = Field(
+        None, description="Step number, 1 to 1,000,000; defaults to the next one."
+    )
     thought: Text(20_000, 1)
     at: Moment | None = None
 
@@ -128,10 +144,20 @@ class CompleteIn(Schema):
     reasoning_trace: ReasoningTraceIn | None = None
     chain_of_thought: list[ThoughtIn] = Field(default_factory=list, max_length=500)
     token_count: Count | None = None
-    handoff_to_same_pod: bool = Field(
+    handoff_to_same_pod: Annotated[bool, Strict()] = Field(
         False, description="True = scale out: a continuation task takes the rest of the work."
     )
     reason: Text(64) = Field("", description="Why: completed (default), capacity_reached, …")
+    next_steps: list[Text(2_000, 1)] | None = Field(
+        None,
+        max_length=50,
+        description="Suggested next steps, shown in the successors' start contexts.",
+    )
+    mode: Literal["sync", "async"] | None = Field(
+        None,
+        description="For an auto task only: start the successors sync or async, your choice "
+        "(the note records it as chosen by the pod).",
+    )
 
 
 class AutoHandoffIn(Schema):
@@ -156,7 +182,7 @@ class TraceIn(Schema):
 
 
 class TaskIn(Schema):
-    id: TaskId
+    id: NewTaskId = Field(description="At most 56 characters: derived ids add a suffix.")
     title: Text(300, 1)
     pod_owner: PodName
     description: Text(50_000) = ""
@@ -170,6 +196,24 @@ class TaskIn(Schema):
     outputs: list[OutputIn] = Field(default_factory=list, max_length=200)
 
 
+class ReviewIn(Schema):
+    verdict: Literal["approve", "changes_requested"] = Field(
+        description="approve: done, successors start; changes_requested: back to ready."
+    )
+    note: Text(20_000) = Field("", description="Why; with changes_requested, what to change.")
+
+
+class SendBackIn(Schema):
+    instance: Instance
+    to: TaskId = Field(description="A done dependency of this task, or its handoff_from task.")
+    findings: Text(20_000, 1) = Field(description="What is wrong: the rework's instructions.")
+
+
+class AskIn(Schema):
+    instance: Instance
+    question: Text(20_000, 1) = Field(description="What you need a person to decide or tell.")
+
+
 # Responses -----------------------------------------------------------------------------------
 
 
@@ -178,7 +222,7 @@ class TaskOut(Out):
     title: str
     description: str
     pod_owner: str
-    status: Literal["ready", "active", "done"]
+    status: Literal["ready", "active", "review", "done"]
     task_type: str
     priority: int
     handoff_mode: Literal["sync", "async", "auto"]
@@ -194,6 +238,8 @@ class TaskOut(Out):
     blocked: bool
     reasoning_summary: str
     continuation_of: str | None = Field(description="The scale-out chain's first task, if any.")
+    question: str | None = Field(description="The holder's open question to a person, or null.")
+    waiting_on_human: bool = Field(description="True while the open question waits for an answer.")
     created_at: str | None
     started_at: str | None
     completed_at: str | None
@@ -209,7 +255,11 @@ class NoteOut(Out):
     handoff_type: Literal["normal", "scale"]
     mode: Literal["sync", "async"]
     token_count: int
-    author: str
+    author: str = Field(description="Free text the writer chose (an instance or a user name).")
+    author_pod: str | None = Field(
+        description="The pod whose token wrote the note; null for a person or the system."
+    )
+    why: str = Field("", description="Why the mode was resolved so, e.g. chosen by the pod.")
     created_at: str | None
 
 
@@ -226,19 +276,59 @@ class DependencyOut(Out):
     status: Literal["ready", "active", "done"]
 
 
+class TraceStepOut(Out):
+    step: int
+    action: str
+    rationale: str
+    tokens: int
+    author_pod: str | None = Field(description="The pod whose token appended the step.")
+    at: str | None
+
+
+class ThoughtOut(Out):
+    step: int
+    thought: str
+    at: str | None
+
+
+class CommentOut(Out):
+    kind: Literal["comment", "answer"]
+    body: str
+    author: str
+    created_at: str | None
+
+
+class CapacityOut(Out):
+    limit: int = Field(description="The pod's context limit in tokens.")
+    used: int = Field(description="Tokens the task has used so far.")
+
+
+class CapacityAdviceOut(CapacityOut):
+    advice: Literal["scale_out"] | None = Field(
+        description="scale_out once used reaches 90% of the limit, else null."
+    )
+
+
 class StartContextOut(Out):
     task: TaskOut
     prompt: str
     inputs: dict[str, Any]
     handoff_note: NoteOut | None
     reasoning_summary: str
-    linked_outputs: list[LinkedOutputOut]
+    linked_outputs: list[LinkedOutputOut] = Field(
+        description="Outputs of the task it follows (of its whole scale-out chain, in order)."
+    )
     dependencies: list[DependencyOut]
+    chain_of_thought: list[ThoughtOut] = Field(description="The predecessor's last 20 thoughts.")
+    trace_steps: list[TraceStepOut] = Field(description="The predecessor's last 20 trace steps.")
+    next_steps: list[str] = Field(description="Next steps the predecessor suggested.")
+    comments: list[CommentOut] = Field(description="People's comments and answers, oldest first.")
+    capacity: CapacityOut
 
 
 class SuccessorOut(Out):
     id: str
-    status: Literal["ready", "active", "done"]
+    status: Literal["ready", "active", "review", "done"]
     mode: Literal["sync", "async"]
 
 
@@ -250,23 +340,14 @@ class CompletionOut(Out):
     repeated: bool = Field(description="True when this answers a repeated completion.")
 
 
+class ReworkOut(Out):
+    task: TaskOut = Field(description="This task, back in ready, now waiting for the rework.")
+    rework: TaskOut = Field(description="The rework task <root>.fix<n> for the sent-back pod.")
+
+
 class HandoffOut(Out):
     task: TaskOut
     mode: Literal["sync", "async"]
-
-
-class TraceStepOut(Out):
-    step: int
-    action: str
-    rationale: str
-    tokens: int
-    at: str | None
-
-
-class ThoughtOut(Out):
-    step: int
-    thought: str
-    at: str | None
 
 
 class ReasoningTraceOut(Out):
@@ -274,11 +355,23 @@ class ReasoningTraceOut(Out):
     steps: list[TraceStepOut]
 
 
+class TraceOut(TaskOut):
+    capacity: CapacityAdviceOut
+
+
+class CommentOut(Out):
+    kind: Literal["comment", "question", "answer"]
+    body: str
+    author: str
+    created_at: str | None
+
+
 class TaskDetailOut(TaskOut):
     handoff_notes: list[NoteOut] = Field(description="Notes this task wrote.")
     received_notes: list[NoteOut] = Field(description="Notes addressed to this task.")
     reasoning_trace: ReasoningTraceOut
     chain_of_thought: list[ThoughtOut]
+    comments: list[CommentOut] = Field(description="Questions, answers and comments, oldest first.")
 
 
 class TaskListOut(Out):
@@ -293,6 +386,11 @@ class PodOut(Out):
     description: str
     order: int
     wip_limit: int | None
+    review_required: bool = Field(description="Completed tasks wait in review for a decision.")
+    reviewer: str | None = Field(description="The pod whose token may decide its reviews.")
+    paused: bool = Field(description="A paused pod's next hands out nothing.")
+    context_limit: int = Field(description="Tokens an instance may use before scaling out.")
+    webhook_url: str | None = Field(description="Where work notices are POSTed; null if none.")
     ready: int
     active: int
     done: int

@@ -108,3 +108,17 @@ def as_json(value):
 @register.filter
 def is_url(value):
     return isinstance(value, str) and value.startswith(("http://", "https://"))
+
+
+@register.simple_tag
+def waiting_on_human():
+    """Return how many tasks wait for a person's answer (the header's count); one indexed
+    query."""
+    from django.db import DatabaseError
+
+    from ..models import Task
+
+    try:
+        return Task.objects.filter(asked_at__isnull=False).count()
+    except DatabaseError:  # an error page must render without a working database
+        return "?"

@@ -8,18 +8,20 @@ choose its HTTP status. Views, the API, the admin, YAML import and commands call
 Modules: ``runner`` (the runner and ``RuleError``), ``rows`` (lock, save, refusals shared by
 the rules), ``claims`` (rule 2's claim on both engines), ``trace`` (reasoning traces),
 ``handoff`` (rules 4–7), ``lifecycle`` (rules 1–3, 8, 9 and create/edit/delete/import),
-``results`` (what the rules answer).
+``control`` (human control: review, send back, ask/answer, comments, pause), ``results``
+(what the rules answer).
 """
 
 from ..graph import find_cycle
-from . import handoff, lifecycle
+from . import control, handoff, lifecycle
 from . import trace as _trace
 from .handoff import resolve_mode
-from .results import Completion, Handoff, StartWork
+from .results import Completion, Handoff, Pull, Rework, StartWork
 from .runner import RuleError, not_found, rule
 
 activate = rule(lifecycle.activate)
 claim_next = rule(lifecycle.claim_next)
+pull = rule(lifecycle.pull)
 start = rule(lifecycle.start)
 trace = rule(_trace.trace)
 complete = rule(handoff.complete)
@@ -31,6 +33,18 @@ edit_task = rule(lifecycle.edit_task)
 delete_tasks = rule(lifecycle.delete_tasks)
 import_plan = rule(lifecycle.import_plan)
 _expire_batch = rule(lifecycle.expire_leases)
+review = rule(control.review)
+send_back = rule(control.send_back)
+ask = rule(control.ask)
+answer = rule(control.answer)
+comment = rule(control.comment)
+pause = rule(control.pause)
+
+
+def resume(*, pod, actor):
+    """Resume a paused pod (``pause`` with ``paused=False``)."""
+    return pause(pod=pod, actor=actor, paused=False)
+
 
 
 def expire_leases(*, now=None, batch=500):
@@ -47,11 +61,16 @@ def expire_leases(*, now=None, batch=500):
 __all__ = [
     "Completion",
     "Handoff",
+    "Pull",
+    "Rework",
     "RuleError",
     "StartWork",
     "activate",
+    "answer",
+    "ask",
     "auto_handoff",
     "claim_next",
+    "comment",
     "complete",
     "create_task",
     "delete_tasks",
@@ -61,8 +80,13 @@ __all__ = [
     "import_plan",
     "move",
     "not_found",
+    "pause",
+    "pull",
     "resolve_mode",
+    "resume",
+    "review",
     "scale_out",
+    "send_back",
     "start",
     "trace",
 ]

@@ -3,7 +3,12 @@
 ``claim`` picks, locks and claims the task rule 2 names and records its ``claimed`` Event.
 On SQLite (and any other engine) it runs as ORM queries; on PostgreSQL as one statement that
 also reads the start context, which saves five round trips on the API's busiest call. Both
-answer a ``StartWork`` (or None) and leave the Event on the change.
+answer a ``Pull`` (the ``StartWork``, or why there is none) and leave the Event on the change.
+
+Back-pressure, in this order: an instance that already holds a task of the pod gets it back;
+a paused pod hands out nothing else; work a sync handoff reserved for the pod is handed out
+even at the WIP limit; a ready task is claimed only while the pod's active tasks are under
+its ``wip_limit`` (Review does not count).
 """
 
 import json
@@ -17,13 +22,13 @@ from django.utils.dateparse import parse_datetime
 
 from .. import ordering
 from ..graph import blocked_exists
-from ..models import EventKind, HandoffNote, Status, Task
-from .results import StartWork
+from ..models import EventKind, HandoffNote, Pod, Status, Task
+from .results import CONTEXT_COMMENT_KINDS, CONTEXT_STEPS, Pull, StartWork
 from .rows import lease_until
 
 
 def claim(change, *, pod, instance):
-    """Claim ``pod``'s next task for ``instance``; return its ``StartWork`` or None."""
+    """Claim ``pod``'s next task for ``instance``; return a ``Pull``."""
     if connection.vendor == "postgresql":
         return _claim_postgres(change, pod, instance)
     return _claim_orm(change, pod, instance)
@@ -52,17 +57,38 @@ def _claimable():
     )
 
 
-def _active_candidate(pod, instance):
-    """Return the active task ``instance`` holds, else one a sync handoff reserved (locked)."""
+def _active_candidate(pod, instance, paused=False):
+    """Return the active task ``instance`` holds, else one a sync handoff reserved (locked);
+    only the held one for a ``paused`` pod."""
     mine_first = Case(
         When(claimed_by=instance, then=Value(0)), default=Value(1), output_field=IntegerField()
     )
     return (
         _claimable()
-        .filter(pod_owner=pod, status=Status.ACTIVE, claimed_by__in=[instance, ""])
+        .filter(
+            pod_owner=pod,
+            status=Status.ACTIVE,
+            claimed_by__in=[instance] if paused else [instance, ""],
+        )
         .order_by(mine_first, *ordering.column_order(Status.ACTIVE))
         .first()
     )
+
+
+def _held_back(pod):
+    """Return the ``Pull`` that says why ``pod`` may claim no ready task now, or None.
+
+    Reads the pod's row (a pause takes effect at once, whatever the caller loaded).
+    """
+    state = Pod.objects.filter(pk=pod.pk).values("paused", "wip_limit").first() or {}
+    if state.get("paused"):
+        return Pull(paused=True)
+    limit = state.get("wip_limit")
+    if limit is not None:
+        used = Task.objects.filter(pod_owner_id=pod.pk, status=Status.ACTIVE).count()
+        if used >= limit:
+            return Pull(wip_limit=limit)
+    return None
 
 
 def _ready_candidate(pod):
@@ -77,15 +103,20 @@ def _ready_candidate(pod):
 
 
 def _claim_orm(change, pod, instance):
+    paused = Pod.objects.filter(pk=pod.pk, paused=True).exists()
     for _attempt in range(5):
-        task = _active_candidate(pod, instance)
+        task = _active_candidate(pod, instance, paused)
         if task is not None and task.claimed_by == instance:
             task.lease_expires_at = lease_until(timezone.now())
             Task.objects.filter(pk=task.pk).update(lease_expires_at=task.lease_expires_at)
-            return StartWork.load(task)
-        task = task or _ready_candidate(pod)
+            return Pull(StartWork.load(task))
         if task is None:
-            return None
+            held_back = _held_back(pod)
+            if held_back is not None:
+                return held_back
+            task = _ready_candidate(pod)
+        if task is None:
+            return Pull()
         # The clock is read after the candidate query saw its dependencies done, so started_at
         # is never earlier than a dependency's completed_at.
         now = timezone.now()
@@ -104,26 +135,37 @@ def _claim_orm(change, pod, instance):
         task.lease_expires_at, task.started_at = lease_until(now), task.started_at or now
         task.version, task.updated_at = task.version + 1, now
         _claimed(change, task, instance, from_status)
-        return StartWork.load(task)
-    return None
+        return Pull(StartWork.load(task))
+    return Pull()
 
 
 # The PostgreSQL statement ----------------------------------------------------------------------
 #
-# - ``pick``: the task ``_active_candidate`` would return, else the one ``_ready_candidate``
-#   would, in the same order (``ordering``) and locked FOR UPDATE SKIP LOCKED. The two scalar
-#   subqueries are init plans, which PostgreSQL runs lazily, so COALESCE never looks at (nor
-#   locks) a ready task when an active one is found.
+# - ``pod_state``: the pod's ``paused`` and ``wip_limit``, and its active tasks (counted only
+#   when it has a limit). The final SELECT always answers this one row, so a caller that gets
+#   no task learns why.
+# - ``pick``: the task ``_active_candidate`` would return (the one the instance holds, else,
+#   unless the pod is paused, one a sync handoff reserved), else the one ``_ready_candidate``
+#   would (unless paused or at the WIP limit), in the same order (``ordering``) and locked FOR
+#   UPDATE SKIP LOCKED. The scalar subqueries are init plans, which PostgreSQL runs lazily, so
+#   COALESCE never looks at (nor locks) a later candidate when an earlier one is found.
 # - ``claimed``: a task the instance already holds only gets a new lease (no event, no version
 #   bump); any other is claimed as in the ORM path (``claimed_by = ''`` is re-checked).
 # - ``event``: the ``claimed`` Event, only for a new claim.
-# - the final SELECT adds the start context: the ``handoff_from`` task's summary and outputs,
-#   the dependencies and the latest note addressed to the task.
+# - the final SELECT adds the start context: the ``handoff_from`` task's summary, outputs,
+#   next steps, last thoughts and trace steps, the dependencies, the latest note addressed to
+#   the task, its comments, and the outputs of a scale-out chain the task continues from.
 CLAIM_SQL = """
 WITH clock AS MATERIALIZED (
     -- Read after the statement's snapshot, so a task never starts before a dependency that
     -- this very snapshot saw done was completed (a clock read in Python could be older).
     SELECT clock_timestamp() AS now
+), pod_state AS MATERIALIZED (
+    SELECT p.paused, p.wip_limit,
+           CASE WHEN p.wip_limit IS NULL THEN 0 ELSE (
+               SELECT count(*) FROM tasks_app_task x
+               WHERE x.pod_owner_id = p.id AND x.status = 'active') END AS used
+    FROM tasks_app_pod p WHERE p.id = %(pod)s
 ), pick AS (
     SELECT t.id, t.status AS from_status,
            t.status = 'active' AND t.claimed_by = %(instance)s AS held
@@ -131,11 +173,17 @@ WITH clock AS MATERIALIZED (
     WHERE t.id = COALESCE(
         (SELECT a.id FROM tasks_app_task a
          WHERE a.pod_owner_id = %(pod)s AND a.status = 'active'
-           AND a.claimed_by IN (%(instance)s, '')
-         ORDER BY CASE WHEN a.claimed_by = %(instance)s THEN 0 ELSE 1 END, {active_order}
+           AND a.claimed_by = %(instance)s
+         ORDER BY {active_order}
+         LIMIT 1 FOR UPDATE SKIP LOCKED),
+        (SELECT a.id FROM tasks_app_task a
+         WHERE a.pod_owner_id = %(pod)s AND a.status = 'active' AND a.claimed_by = ''
+           AND NOT (SELECT paused FROM pod_state)
+         ORDER BY {active_order}
          LIMIT 1 FOR UPDATE SKIP LOCKED),
         (SELECT r.id FROM tasks_app_task r
          WHERE r.pod_owner_id = %(pod)s AND r.status = 'ready'
+           AND (SELECT NOT paused AND (wip_limit IS NULL OR used < wip_limit) FROM pod_state)
            AND NOT EXISTS (
                SELECT 1 FROM tasks_app_task_depends_on d
                JOIN tasks_app_task dep ON dep.id = d.to_task_id
@@ -164,19 +212,40 @@ WITH clock AS MATERIALIZED (
     FROM claimed c WHERE NOT c.held
     RETURNING id
 )
-SELECT c.*,
+SELECT ps.paused, ps.wip_limit, ps.used, c.*,
     (SELECT id FROM event),
     src.reasoning_summary,
     src.outputs::text,
     (SELECT json_agg(json_build_array(dep.id, dep.title, dep.status) ORDER BY dep.id)
      FROM tasks_app_task_depends_on d JOIN tasks_app_task dep ON dep.id = d.to_task_id
      WHERE d.from_task_id = c.id),
-    (SELECT row_to_json(n) FROM (
-        SELECT n.id, n.from_task_id, n.to_task_id, n.note, n.reason, n.handoff_type, n.mode,
-               n.token_count, n.author, n.created_at
-        FROM tasks_app_handoffnote n WHERE n.to_task_id = c.id
-        ORDER BY n.created_at DESC, n.id DESC LIMIT 1) n)
-FROM claimed c LEFT JOIN tasks_app_task src ON src.id = c.handoff_from_id
+    row_to_json(n),
+    -- The rest of the start context, as results.StartWork.load reads it with the ORM.
+    COALESCE(src.next_steps, (SELECT f.next_steps FROM tasks_app_task f
+                              WHERE f.id = n.from_task_id AND f.id <> c.id))::text,
+    (SELECT json_agg(json_build_array(t.step, t.thought, t.at) ORDER BY t.step, t.id)
+     FROM (SELECT t.step, t.thought, t.at, t.id FROM tasks_app_thought t
+           WHERE t.task_id = src.id ORDER BY t.step DESC, t.id DESC LIMIT {context_steps}) t),
+    (SELECT json_agg(json_build_array(s.step, s.action, s.rationale, s.tokens, s.author_pod, s.at)
+                     ORDER BY s.step, s.id)
+     FROM (SELECT s.step, s.action, s.rationale, s.tokens, s.author_pod, s.at, s.id
+           FROM tasks_app_tracestep s WHERE s.task_id = src.id
+           ORDER BY s.step DESC, s.id DESC LIMIT {context_steps}) s),
+    (SELECT json_agg(json_build_array(m.kind, m.body, m.author, m.created_at)
+                     ORDER BY m.created_at, m.id)
+     FROM tasks_app_comment m WHERE m.task_id = c.id AND m.kind IN {comment_kinds}),
+    (SELECT json_agg(json_build_array(ch.id, ch.outputs)
+                     ORDER BY ch.id <> src.scale_root, ch.created_at, ch.id)
+     FROM tasks_app_task ch
+     WHERE src.scale_root <> '' AND (ch.id = src.scale_root OR ch.scale_root = src.scale_root))
+FROM pod_state ps
+LEFT JOIN claimed c ON TRUE
+LEFT JOIN tasks_app_task src ON src.id = c.handoff_from_id
+LEFT JOIN LATERAL (
+    SELECT n.id, n.from_task_id, n.to_task_id, n.note, n.reason, n.handoff_type, n.mode,
+           n.token_count, n.author, n.author_pod, n.why, n.created_at
+    FROM tasks_app_handoffnote n WHERE n.to_task_id = c.id
+    ORDER BY n.created_at DESC, n.id DESC LIMIT 1) n ON TRUE
 """
 
 
@@ -198,6 +267,8 @@ CLAIM_SQL = CLAIM_SQL.format(
     task_columns=", ".join(f"t.{a}" for a in TASK_ATTNAMES),
     active_order=_sql_order(Status.ACTIVE, "a"),
     ready_order=_sql_order(Status.READY, "r"),
+    context_steps=CONTEXT_STEPS,
+    comment_kinds="(" + ", ".join(f"'{k}'" for k in CONTEXT_COMMENT_KINDS) + ")",
 )
 _JSON_ATTNAMES = {"inputs", "outputs"}
 
@@ -219,15 +290,23 @@ def _claim_postgres(change, pod, instance):
         cursor.execute(CLAIM_SQL, params)
         row = cursor.fetchone()
     if row is None:
-        # Nothing to claim, or the best ready task still names a holder (as the ORM path,
-        # which gives up after retrying).
-        return None
+        return Pull()  # no such pod
+    (paused, wip_limit, used), row = row[:3], row[3:]
+    if row[0] is None:
+        # Nothing claimed: the pod is paused or at its WIP limit, or there is nothing to do,
+        # or the best ready task still names a holder (as the ORM path, which gives up after
+        # retrying).
+        if paused:
+            return Pull(paused=True)
+        at_limit = wip_limit is not None and used >= wip_limit
+        return Pull(wip_limit=wip_limit if at_limit else None)
     n = len(TASK_ATTNAMES)
     values = [
         json.loads(v) if a in _JSON_ATTNAMES and isinstance(v, str) else v
         for a, v in zip(TASK_ATTNAMES, row[:n], strict=True)
     ]
-    from_status, held, event_id, src_summary, src_outputs, deps, note = row[n:]
+    (from_status, held, event_id, src_summary, src_outputs, deps, note, next_steps, thoughts,
+     steps, comments, chain) = row[n:]  # fmt: skip
     task = _loaded(Task, TASK_ATTNAMES, values)
     task.pod_owner = pod
     source = None
@@ -244,7 +323,16 @@ def _claim_postgres(change, pod, instance):
         event = _claimed(change, task, instance, from_status)
         event.id, event.created_at = event_id, task.updated_at
         event._state.adding, event._state.db = False, connection.alias
-    return StartWork(
-        task=task, dependencies=[tuple(d) for d in deps or []], note=note, source=source
+    return Pull(
+        StartWork(
+            task=task,
+            dependencies=[tuple(d) for d in deps or []],
+            note=note,
+            source=source,
+            thoughts=[(st, text, parse_datetime(at)) for st, text, at in thoughts or []],
+            steps=[(*step[:5], parse_datetime(step[5])) for step in steps or []],
+            next_steps=json.loads(next_steps) if next_steps else [],
+            comments=[(k, body, who, parse_datetime(at)) for k, body, who, at in comments or []],
+            linked=[tuple(link) for link in chain] if chain else None,
+        )
     )
-

@@ -4,7 +4,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from ..graph import Depends, find_cycle, successor_ids, waiting_for
-from ..ids import continuation_id
+from ..ids import continuation_id, root_of
 from ..models import (
     AutoModeRule,
     Event,
@@ -15,6 +15,7 @@ from ..models import (
     Status,
     Task,
 )
+from . import control
 from .results import Completion, Handoff, StartWork
 from .rows import check_holder, lock, pod_event, refuse_unless, save
 from .runner import RuleError, invalid
@@ -34,11 +35,17 @@ def complete(
     token_count=None,
     handoff_to_same_pod=False,
     reason="",
+    author_pod="",
+    next_steps=None,
+    mode=None,
 ):
     """Complete an active task and start its successors by its handoff mode (rule 4), or hand
     the rest of the work to another instance of the same pod (rule 5).
 
     ``instance`` is the pod instance acting; None when a person (``actor``) completes it.
+    ``author_pod`` is the pod whose token acts, recorded on the notes and trace steps.
+    ``next_steps`` (strings) reach the successors' start contexts; ``mode`` (sync/async) is the
+    pod's own choice for an ``auto`` task, instead of the auto rules.
     """
     task = lock(task_id)
     return finish(
@@ -53,6 +60,9 @@ def complete(
         token_count=token_count,
         handoff_to_same_pod=handoff_to_same_pod,
         reason=reason,
+        author_pod=author_pod,
+        next_steps=next_steps,
+        mode=mode,
     )
 
 
@@ -69,11 +79,16 @@ def finish(
     token_count=None,
     handoff_to_same_pod=False,
     reason="",
+    author_pod="",
+    next_steps=None,
+    mode=None,
 ):
     """``complete`` for a task already locked (the move rule calls it too)."""
     author = instance or actor
     if task.status == Status.DONE:
         return _repeated_completion(task, instance)
+    if task.status == Status.REVIEW:
+        return _repeated_submission(task, instance)
     if task.status != Status.ACTIVE:
         raise RuleError(
             "invalid_transition",
@@ -81,17 +96,32 @@ def finish(
             task_status=task.status,
         )
     check_holder(task, instance, verb="complete")
+    if mode and task.handoff_mode != HandoffMode.AUTO:
+        raise invalid(
+            f"mode is the pod's choice for an auto task only; {task.pk}'s handoff mode is "
+            f"{task.handoff_mode}.",
+            handoff_mode=task.handoff_mode,
+        )
     now = timezone.now()
     if outputs is not None:
         task.outputs = outputs
+    if next_steps is not None:
+        task.next_steps = list(next_steps)
     if token_count is not None:
         task.token_count = token_count
     reasoning_trace = reasoning_trace or {}
     if reasoning_trace.get("summary") is not None:
         task.reasoning_summary = reasoning_trace["summary"]
-    append_trace(task, now, reasoning_trace.get("steps"), chain_of_thought)
-    task.status, task.completed_at, task.lease_expires_at = Status.DONE, now, None
-    task.claimed_by = task.claimed_by or instance or ""
+    append_trace(task, now, reasoning_trace.get("steps"), chain_of_thought, author_pod=author_pod)
+    # A scale-out is not reviewed: its continuation is, when it completes.
+    into_review = task.pod_owner.review_required and not handoff_to_same_pod
+    holder = task.claimed_by or instance or ""
+    question = control.close_question(task)  # finishing closes it unanswered
+    if into_review:
+        task.status, task.completed_at, task.claimed_by = Status.REVIEW, None, ""
+    else:
+        task.status, task.completed_at, task.claimed_by = Status.DONE, now, holder
+    task.lease_expires_at = None
     save(
         task,
         now,
@@ -102,8 +132,26 @@ def finish(
         "completed_at",
         "lease_expires_at",
         "claimed_by",
+        "next_steps",
+        "question",
+        "asked_at",
     )
     dependencies = list(task.depends_on.order_by("id").values_list("id", "status"))
+    closed = {"question_closed": question} if question else {}
+    if into_review:
+        return control.submit(
+            change,
+            task,
+            now,
+            instance=holder,
+            author=author,
+            note=handoff_note,
+            reason=reason or "completed",
+            author_pod=author_pod,
+            dependencies=dependencies,
+            chosen_mode=mode,
+            **closed,
+        )
     if handoff_to_same_pod:
         continuation = _continue(
             change,
@@ -112,10 +160,18 @@ def finish(
             author=author,
             reason=reason or "capacity_reached",
             note=handoff_note,
+            author_pod=author_pod,
         )
         return Completion(task=task, dependencies=dependencies, continuation=continuation)
     successors, started = _hand_off(
-        change, task, now, author=author, note=handoff_note, reason=reason or "completed"
+        change,
+        task,
+        now,
+        author=author,
+        note=handoff_note,
+        reason=reason or "completed",
+        author_pod=author_pod,
+        chosen=mode,
     )
     pod_event(
         change,
@@ -126,6 +182,7 @@ def finish(
         successors=successors,
         continuation=None,
         instance=instance or "",
+        **closed,
     )
     return Completion(
         task=task,
@@ -135,10 +192,28 @@ def finish(
     )
 
 
+def _repeated_submission(task, instance):
+    """Answer a repeated completion of a task waiting in Review by the instance that completed
+    it (entering Review cleared its holder), changing nothing."""
+    if not instance or control.submission(task).get("instance") != instance:
+        raise RuleError(
+            "invalid_transition",
+            f"Task {task.pk} is in review; a person or its reviewer decides it now.",
+            task_status=task.status,
+        )
+    return Completion(
+        task=task,
+        dependencies=list(task.depends_on.order_by("id").values_list("id", "status")),
+        repeated=True,
+    )
+
+
 def _repeated_completion(task, instance):
     """Answer a repeated completion by the instance that completed the task, changing nothing."""
     if not instance or task.claimed_by != instance:
-        raise RuleError("invalid_transition", f"Task {task.pk} is already done.", task_status="done")
+        raise RuleError(
+            "invalid_transition", f"Task {task.pk} is already done.", task_status="done"
+        )
     event = (
         Event.objects.filter(task=task, kind__in=[EventKind.COMPLETED, EventKind.SCALED_OUT])
         .order_by("-id")
@@ -165,10 +240,18 @@ def _repeated_completion(task, instance):
     )
 
 
-def resolve_mode(task, successor, wip_cache):
-    """Return ``(mode, why)`` for starting ``successor`` after ``task``."""
+CHOSEN_BY_POD = "auto: chosen by the pod"
+
+
+def resolve_mode(task, successor, wip_cache, chosen=None):
+    """Return ``(mode, why)`` for starting ``successor`` after ``task``.
+
+    ``chosen`` is the completing pod's own choice (sync/async) for an ``auto`` task.
+    """
     if task.handoff_mode != HandoffMode.AUTO:
         return task.handoff_mode, task.handoff_mode
+    if chosen:
+        return chosen, CHOSEN_BY_POD
     rule_for_type = (
         AutoModeRule.objects.filter(task_type=successor.task_type).first()
         if successor.task_type
@@ -191,7 +274,7 @@ def _plain_mode(task):
     return HandoffMode.SYNC if task.handoff_mode == HandoffMode.SYNC else HandoffMode.ASYNC
 
 
-def _hand_off(change, task, now, *, author, note, reason):
+def _hand_off(change, task, now, *, author, note, reason, author_pod="", chosen=None):
     """Write notes to ``task``'s ready successors and start the unblocked ones (rule 4).
 
     Return ``(answer, started)``: ``[{id, status, mode}]`` and the successors started now.
@@ -215,22 +298,26 @@ def _hand_off(change, task, now, *, author, note, reason):
                 mode=_plain_mode(task),
                 token_count=task.token_count,
                 author=author,
+                author_pod=author_pod,
                 created_at=now,
             )
         return [], []
     still_blocked = waiting_for([s.pk for s in successors])
     wip_cache, answer, started, notes = {}, [], [], []
     for successor in successors:
-        mode, why = resolve_mode(task, successor, wip_cache)
+        mode, why = resolve_mode(task, successor, wip_cache, chosen)
+        mode, why, remark = control.paused_mode(successor, mode, why)
         notes.append(
             HandoffNote(
                 from_task=task,
                 to_task=successor,
-                note=note,
+                note=f"{note.rstrip()}\n\n{remark}" if note and remark else note or remark,
                 reason=reason,
                 mode=mode,
+                why=why,
                 token_count=task.token_count,
                 author=author,
+                author_pod=author_pod,
                 created_at=now,
             )
         )
@@ -262,11 +349,13 @@ def _reserve(successor, now):
     save(successor, now, "status", "started_at", "claimed_by", "lease_expires_at")
 
 
-def _continue(change, task, now, *, author, reason, note):
+def _continue(change, task, now, *, author, reason, note, author_pod=""):
     """Hand the remaining work of ``task`` (already done) to a continuation (rule 5)."""
-    root = task.scale_root or task.pk
+    # The chain's first task, and the root its id is built on (``DEV-1`` for ``DEV-1.fix1``
+    # too, so a derived id never grows past 64 characters).
+    chain, root = task.scale_root or task.pk, root_of(task.pk, task.scale_root)
     taken = Task.objects.filter(
-        Q(scale_root=root) | Q(pk=root) | Q(pk__startswith=root + ".")
+        Q(scale_root=chain) | Q(pk=root) | Q(pk__startswith=root + ".")
     ).values_list("pk", flat=True)
     new_id = continuation_id(root, taken)
     continuation = Task.objects.create(
@@ -282,7 +371,7 @@ def _continue(change, task, now, *, author, reason, note):
         inputs=task.inputs,
         outputs=[],
         handoff_from=task,
-        scale_root=root,
+        scale_root=chain,
         position=task.position,
         created_at=now,
     )
@@ -295,6 +384,7 @@ def _continue(change, task, now, *, author, reason, note):
         mode=HandoffMode.ASYNC,
         token_count=task.token_count or 0,
         author=author,
+        author_pod=author_pod,
         created_at=now,
     )
     # Successors now wait for the continuation, so nothing downstream starts on half-done work.
@@ -345,7 +435,17 @@ def _continue(change, task, now, *, author, reason, note):
     return continuation
 
 
-def scale_out(change, *, task_id, instance=None, actor="", reason="", token_count=None, note=""):
+def scale_out(
+    change,
+    *,
+    task_id,
+    instance=None,
+    actor="",
+    reason="",
+    token_count=None,
+    note="",
+    author_pod="",
+):
     """Hand an active task's remaining work to a new instance of its pod (rule 7).
 
     ``instance`` is the pod instance acting; None when a person (``actor``) asks.
@@ -358,9 +458,26 @@ def scale_out(change, *, task_id, instance=None, actor="", reason="", token_coun
         task.token_count = token_count
     task.status, task.completed_at, task.lease_expires_at = Status.DONE, now, None
     task.claimed_by = task.claimed_by or instance or ""
-    save(task, now, "token_count", "status", "completed_at", "lease_expires_at", "claimed_by")
+    control.close_question(task)
+    save(
+        task,
+        now,
+        "token_count",
+        "status",
+        "completed_at",
+        "lease_expires_at",
+        "claimed_by",
+        "question",
+        "asked_at",
+    )
     continuation = _continue(
-        change, task, now, author=instance or actor, reason=reason or "load_balancing", note=note
+        change,
+        task,
+        now,
+        author=instance or actor,
+        reason=reason or "load_balancing",
+        note=note,
+        author_pod=author_pod,
     )
     return Completion(
         task=task,
@@ -369,7 +486,7 @@ def scale_out(change, *, task_id, instance=None, actor="", reason="", token_coun
     )
 
 
-def auto_handoff(change, *, task_id, next_task_id, note="", actor=""):
+def auto_handoff(change, *, task_id, next_task_id, note="", actor="", author_pod=""):
     """Make ``next_task_id`` carry ``task_id``'s baton; start it now if ``task_id`` is done
     (rule 6). The next task must be ready and carry no other task's baton."""
     if task_id == next_task_id:
@@ -398,10 +515,16 @@ def auto_handoff(change, *, task_id, next_task_id, note="", actor=""):
     successor.depends_on.add(task)
     save(successor, now, "handoff_from_id")
     mode, why = resolve_mode(task, successor, {})
+    paused = successor.pod_owner.paused
     if task.status == Status.DONE and not successor.blocking_ids():
-        # The seed's push model: the successor starts now, whatever the mode says.
-        mode = HandoffMode.SYNC
-        _reserve(successor, now)
+        # The seed's push model: the successor starts now, whatever the mode says (unless its
+        # pod is paused: then it waits in Ready).
+        mode, why = HandoffMode.SYNC, f"{task.pk} is already done: starts now"
+        mode, why, remark = control.paused_mode(successor, mode, why)
+        if not paused:
+            _reserve(successor, now)
+    elif paused:
+        mode, why, _remark = control.paused_mode(successor, mode, why)
     author = actor or task.claimed_by
     HandoffNote.objects.create(
         from_task=task,
@@ -409,8 +532,10 @@ def auto_handoff(change, *, task_id, next_task_id, note="", actor=""):
         note=note or "",
         reason="handoff",
         mode=mode,
+        why=why,
         token_count=task.token_count,
         author=author,
+        author_pod=author_pod,
         created_at=now,
     )
     pod_event(
@@ -425,5 +550,3 @@ def auto_handoff(change, *, task_id, next_task_id, note="", actor=""):
         linked=True,
     )
     return Handoff(task=successor, mode=mode)
-
-

@@ -7,8 +7,17 @@ from django.utils import timezone
 
 from .. import ordering
 from ..graph import successor_ids
-from ..models import EventKind, HandoffMode, HandoffNote, Pod, Status, Task, validate_task_id
-from . import claims
+from ..models import (
+    EventKind,
+    HandoffMode,
+    HandoffNote,
+    Pod,
+    Status,
+    Task,
+    validate_created_task_id,
+    validate_task_id,
+)
+from . import claims, control
 from .handoff import finish
 from .results import StartWork
 from .rows import (
@@ -42,11 +51,17 @@ def activate(change, *, task_id, actor=""):
     return _activate(change, lock(task_id), actor)
 
 
-def claim_next(change, *, pod, instance):
-    """Claim the pod's next task for ``instance`` (rule 2); its ``StartWork``, or None."""
+def pull(change, *, pod, instance):
+    """Claim the pod's next task for ``instance`` (rule 2); a ``Pull``: its ``StartWork``, or
+    why there is none (the pod is paused, or at its WIP limit)."""
     if not instance:
         raise invalid("An instance name is required.")
     return claims.claim(change, pod=pod, instance=instance)
+
+
+def claim_next(change, *, pod, instance):
+    """Claim the pod's next task for ``instance`` (rule 2); its ``StartWork``, or None."""
+    return pull(change, pod=pod, instance=instance).work
 
 
 def start(change, *, task_id, instance):
@@ -55,7 +70,9 @@ def start(change, *, task_id, instance):
         raise invalid("An instance name is required.")
     task = lock(task_id)
     if task.status == Status.DONE:
-        raise RuleError("invalid_transition", f"Task {task.pk} is already done.", task_status="done")
+        raise RuleError(
+            "invalid_transition", f"Task {task.pk} is already done.", task_status="done"
+        )
     if task.status == Status.ACTIVE:
         check_holder(task, instance, verb="start")
     else:
@@ -70,7 +87,11 @@ def start(change, *, task_id, instance):
         task.lease_expires_at, task.started_at = lease_until(now), task.started_at or now
         save(task, now, "status", "claimed_by", "lease_expires_at", "started_at")
         pod_event(
-            change, task, EventKind.CLAIMED, actor=instance, from_status=from_status,
+            change,
+            task,
+            EventKind.CLAIMED,
+            actor=instance,
+            from_status=from_status,
             instance=instance,
         )
     return StartWork.load(task)
@@ -112,6 +133,7 @@ def move(
             raise invalid(f"Unknown pod {to_pod!r}.")
     from_status, from_pod = task.status, task.pod_owner.name
     to_status = to_status or from_status
+    _check_review_move(task, pod, from_status, to_status)
     now = timezone.now()
     changed = []
     if pod.pk != task.pod_owner_id:
@@ -123,6 +145,7 @@ def move(
     if changed:
         save(task, now, *changed)
     effect = _move_column(change, task, from_status, to_status, actor, now)
+    to_status = task.status  # Active → Done on a review pod lands in Review
     if position is None and (after_id or before_id):
         position = ordering.position_between(task, to_status, after_id, before_id)
         if position is not None:
@@ -141,9 +164,44 @@ def move(
     return task
 
 
+def _check_review_move(task, pod, from_status, to_status):
+    """Refuse the moves that would skip the review gate or leave a review undecided."""
+    if from_status == Status.REVIEW:
+        if pod.pk != task.pod_owner_id and to_status != Status.READY:
+            raise RuleError(
+                "invalid_transition",
+                f"Task {task.pk} is in review: approve it or request changes before it moves "
+                "to another pod.",
+                task_status=from_status,
+            )
+        if to_status == Status.ACTIVE:
+            raise RuleError(
+                "invalid_transition",
+                f"Task {task.pk} is in review: drop it on Done to approve it, or on Ready to "
+                "request changes.",
+                task_status=from_status,
+            )
+    elif to_status == Status.REVIEW and (from_status == Status.DONE or not pod.review_required):
+        why = "is done" if from_status == Status.DONE else f"'s pod {pod.name} reviews nothing"
+        raise RuleError(
+            "invalid_transition",
+            f"Task {task.pk} {why}: only the completion of a task whose pod requires review "
+            "puts it in Review.",
+            task_status=from_status,
+        )
+
+
 def _move_column(change, task, from_status, to_status, actor, now):
     if from_status == to_status:
         return {}
+    if from_status == Status.REVIEW:
+        # Review → Done approves; Review → Ready requests changes (``_check_review_move``).
+        verdict = control.APPROVE if to_status == Status.DONE else control.CHANGES_REQUESTED
+        note = "" if verdict == control.APPROVE else f"Changes requested by {actor} on the board."
+        decided = control.decide(change, task, verdict, note=note, actor=actor)
+        return {"verdict": verdict, "successors": getattr(decided, "successors", [])}
+    if to_status == Status.REVIEW:
+        to_status = Status.DONE  # a completion, which puts a task of a review pod in Review
     if to_status == Status.ACTIVE:
         if from_status == Status.DONE:
             _reopen(task, now)
@@ -153,6 +211,8 @@ def _move_column(change, task, from_status, to_status, actor, now):
         if from_status == Status.READY:
             _activate(change, task, actor)
         done = finish(change, task, actor=actor)
+        if done.task.status == Status.REVIEW:
+            return {"successors": [], "review": True}
         return {"successors": done.successors}
     if from_status == Status.DONE:
         _reopen(task, now)
@@ -177,7 +237,8 @@ def expire_leases(change, *, now=None, batch=500):
     tasks = list(
         Task.objects.select_for_update(skip_locked=True, of=("self",))
         .select_related("pod_owner")
-        .filter(status=Status.ACTIVE, lease_expires_at__lt=now)
+        # A task waiting for a person's answer keeps its lease (``control.ask``).
+        .filter(status=Status.ACTIVE, lease_expires_at__lt=now, asked_at__isnull=True)
         .order_by("lease_expires_at")[:batch]
     )
     notes = []
@@ -213,10 +274,13 @@ def expire_leases(change, *, now=None, batch=500):
 # Creating, editing, deleting, importing --------------------------------------------------------
 
 
-def create_task(change, *, actor="", id, title, pod_owner, depends_on=(), handoff_from=None, **fields):
+def create_task(
+    change, *, actor="", id, title, pod_owner, depends_on=(), handoff_from=None, **fields
+):
     """Create a task (``pod_owner`` is a Pod); refuse a bad id, an unknown or cyclic dependency."""
     try:
         validate_task_id(id)
+        validate_created_task_id(id)
     except Exception as exc:
         raise invalid(f"Bad task id {id!r}: {exc.messages[0]}") from None
     depends_on = list(dict.fromkeys(depends_on))

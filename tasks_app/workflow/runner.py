@@ -2,8 +2,9 @@
 
 A rule is a function ``fn(change, **arguments)``. ``rule`` runs it in one transaction with a
 fresh ``Change``; the rule locks what it changes, writes its rows and records its Events on the
-change. When the rule returns, the runner saves the Events it recorded (one statement) and,
-after commit, announces all of them to open boards once (``live.publish``). A refusal is a
+change. When the rule returns, the runner saves the Events it recorded (one statement) and
+the webhook deliveries they call for (``push.outbox``, same transaction) and, after commit,
+announces all of them to open boards once (``live.publish``). A refusal is a
 ``RuleError`` (a stable ``code`` and a ``detail`` for people): nothing was written. Which HTTP
 status a refusal gets is decided at the edge (the API, the views), never here.
 """
@@ -13,6 +14,7 @@ import functools
 from django.db import transaction
 
 from ..models import Event
+from ..push import outbox
 
 
 class RuleError(Exception):
@@ -86,6 +88,8 @@ class Change:
             unsaved[0].save(force_insert=True)
         elif unsaved:
             Event.objects.bulk_create(unsaved, batch_size=1000)
+        # Webhook deliveries commit with the change (the outbox); waiters wake after commit.
+        outbox.write_for(self.events)
 
     def announce_on_commit(self):
         if not self.events:

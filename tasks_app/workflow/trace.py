@@ -2,8 +2,9 @@
 
 from django.utils import timezone
 
-from ..models import EventKind, Status, Thought, TraceStep
+from ..models import MAX_STEP, EventKind, Status, Thought, TraceStep
 from .rows import check_holder, extend_lease, lease_until, lock, refuse_unless, save
+from .runner import invalid
 
 
 def _append_numbered(model, task, items, build):
@@ -16,11 +17,29 @@ def _append_numbered(model, task, items, build):
     rows = []
     for item in items:
         last = item.get("step") or last + 1
+        if not 1 <= last <= MAX_STEP:
+            raise invalid(
+                f"Step {last} of task {task.pk} is out of range: steps are numbered 1 to "
+                f"{MAX_STEP:,}.",
+                step=last,
+            )
         rows.append(model(task=task, step=last, **build(item)))
     model.objects.bulk_create(rows)
 
 
-def append_trace(task, now, steps=None, thoughts=None):
+# A trace at this share of the pod's context limit is advised to scale out (DESIGN.md).
+ADVICE_AT = 0.9
+
+
+def capacity_advice(task):
+    """Return ``{limit, used, advice}`` for ``task`` (with its pod): ``advice`` is
+    ``"scale_out"`` once its tokens reach ``ADVICE_AT`` of the pod's ``context_limit``."""
+    limit, used = task.pod_owner.context_limit, task.token_count
+    advice = "scale_out" if limit and used >= ADVICE_AT * limit else None
+    return {"limit": limit, "used": used, "advice": advice}
+
+
+def append_trace(task, now, steps=None, thoughts=None, *, author_pod=""):
     if steps:
         _append_numbered(
             TraceStep,
@@ -31,6 +50,7 @@ def append_trace(task, now, steps=None, thoughts=None):
                 "rationale": item.get("rationale") or "",
                 "tokens": item.get("tokens") or 0,
                 "at": item.get("at") or now,
+                "author_pod": author_pod,
             },
         )
     if thoughts:
@@ -42,13 +62,23 @@ def append_trace(task, now, steps=None, thoughts=None):
         )
 
 
-def trace(change, *, task_id, instance, steps=(), thoughts=(), summary=None, token_count=None):
+def trace(
+    change,
+    *,
+    task_id,
+    instance,
+    steps=(),
+    thoughts=(),
+    summary=None,
+    token_count=None,
+    author_pod="",
+):
     """Append reasoning steps or thoughts to an active task and extend the holder's lease."""
     task = lock(task_id)
     refuse_unless(task, Status.ACTIVE, doing="traces go on active tasks")
     check_holder(task, instance, verb="trace")
     now = timezone.now()
-    append_trace(task, now, steps, thoughts)
+    append_trace(task, now, steps, thoughts, author_pod=author_pod)
     if not (steps or thoughts or summary is not None or token_count is not None):
         if task.claimed_by:
             extend_lease(task, now)

@@ -3,7 +3,9 @@
 An upload is refused before anything is unpacked when an entry could escape the target
 (absolute, ``..``, a symbolic link), is encrypted, or when the zip holds too many entries or
 too many bytes (``PODBOARD_ZIP_MAX_FILES``, ``PODBOARD_ZIP_MAX_BYTES``, and
-``PODBOARD_YAML_MAX_BYTES`` per file). A download is byte-stable for equal data.
+``PODBOARD_YAML_MAX_BYTES`` per file). An entry whose data does not match its header (a
+falsified size, a bad checksum, a truncated or unknown compression) is an import error naming
+it. A download is byte-stable for equal data.
 """
 
 import io
@@ -11,6 +13,7 @@ import re
 import stat
 import tempfile
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from .export import export_directory
@@ -20,6 +23,8 @@ from .problems import ImportErrors, Problem
 from .records import PODS_FILE
 
 ZIP_FOLDER = "podboard-tasks"
+# What reading an entry whose bytes do not match its header raises.
+DAMAGED = (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError, OSError, ValueError)
 _ZIP_TIME = (2026, 1, 1, 0, 0, 0)
 
 
@@ -132,8 +137,14 @@ def import_zip(fileobj, *, actor, dry_run=False, progress=None):
                 if base not in target.parents:
                     raise ImportErrors([_problem(info.filename, "refused: leaves the archive")])
                 target.parent.mkdir(parents=True, exist_ok=True)
-                with archive.open(info) as src:
-                    # ZipExtFile stops at the declared size, so a lying header cannot
-                    # make this read more than the checks above allowed.
-                    target.write_bytes(src.read(max_file + 1))
+                try:
+                    with archive.open(info) as src:
+                        # ZipExtFile stops at the declared size, so a lying header cannot
+                        # make this read more than the checks above allowed; the checksum
+                        # at the end then gives the lie away.
+                        target.write_bytes(src.read(max_file + 1))
+                except DAMAGED as exc:
+                    raise ImportErrors(
+                        [_problem(info.filename, f"is damaged and cannot be unpacked ({exc})")]
+                    ) from None
             return import_directory(base, actor=actor, dry_run=dry_run, progress=progress)

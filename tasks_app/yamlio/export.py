@@ -12,9 +12,13 @@ from pathlib import Path
 from ..shapes import iso
 from .format import FlowList, dump_yaml, flow
 from .records import (
+    COMMENT_KEYS,
+    COMMENTS_FILE,
     NOTE_KEYS,
     NOTES_FILE,
+    OPTIONAL_KEYS,
     OUTPUT_KEYS,
+    POD_DEFAULTS,
     PODS_FILE,
     PROMPT_FILE,
     STEP_KEYS,
@@ -59,7 +63,10 @@ def _task_value(name, value):
 
 
 def _items(items, keys, *, one_line):
-    rows = [{k: _plain(item[k]) for k in keys} for item in items]
+    rows = [
+        {k: _plain(item[k]) for k in keys if k not in OPTIONAL_KEYS or item.get(k)}
+        for item in items
+    ]
     return [flow(row) for row in rows] if one_line else rows
 
 
@@ -81,11 +88,18 @@ def task_files(record):
         files[TRACE_FILE] = dump_yaml(trace)
     if record.thoughts:
         files[THOUGHTS_FILE] = dump_yaml(_items(record.thoughts, THOUGHT_KEYS, one_line=True))
+    if record.comments:
+        files[COMMENTS_FILE] = dump_yaml(_items(record.comments, COMMENT_KEYS, one_line=False))
     return files
 
 
 def pods_file(pods):
-    return dump_yaml([asdict(p) for p in pods])
+    return dump_yaml(
+        [
+            {k: v for k, v in asdict(p).items() if k not in POD_DEFAULTS or v != POD_DEFAULTS[k]}
+            for p in pods
+        ]
+    )
 
 
 def write_directory(root, *, pods, records, progress=None):

@@ -118,15 +118,24 @@ class Fields:
             return default
         return value
 
-    def integer(self, key, *, default=0, minimum=-INT_MAX - 1, nullable=False):
+    def integer(self, key, *, default=0, minimum=-INT_MAX - 1, maximum=INT_MAX, nullable=False):
         if key not in self.data or (nullable and self.data[key] is None):
             return None if nullable else default
         value = self.data[key]
         if isinstance(value, bool) or not isinstance(value, int):
             self.problem(key, f"expected a whole number, got {describe(value)}")
             return default
-        if not minimum <= value <= INT_MAX:
-            self.problem(key, f"{value} is out of range ({minimum} to {INT_MAX})")
+        if not minimum <= value <= maximum:
+            self.problem(key, f"{value} is out of range ({minimum} to {maximum})")
+            return default
+        return value
+
+    def boolean(self, key, *, default=False):
+        if key not in self.data:
+            return default
+        value = self.data[key]
+        if not isinstance(value, bool):
+            self.problem(key, f"expected true or false, got {describe(value)}")
             return default
         return value
 

@@ -18,6 +18,9 @@ Decisions beyond DESIGN.md:
   that omits ``created_at`` keeps the one it has. Tasks absent from the directory are untouched.
 - Pods named in ``pods.yaml`` are created or updated from it; a pod that only appears as a
   ``pod_owner`` is created with defaults.
+- A task the import creates has an id of at most 56 characters before any derived suffix
+  (``.2``, ``.fix1``): an exported continuation of a 56-character id comes back, a new
+  57-character id does not. Tasks already in the database keep their ids.
 """
 
 from pathlib import Path
@@ -27,7 +30,8 @@ from django.db.transaction import TransactionManagementError
 from django.utils import timezone
 
 from ..graph import chunks, extend_from_database, find_cycles
-from ..models import Event, EventKind, Pod, Task
+from ..ids import root_of
+from ..models import CREATED_ID_MAX, Event, EventKind, Pod, Task
 from .problems import ImportErrors, Problem
 from .reader import Reader
 from .records import (
@@ -49,9 +53,12 @@ BATCH = 1000  # rows per INSERT
 class ImportPlan:
     """A checked directory, ready to write: its pods, its tasks, and what would change."""
 
-    def __init__(self, *, root, pods, records, references, dep_lines, omitted_created_at):
+    def __init__(
+        self, *, root, pods, records, references, dep_lines, omitted_created_at, reviewers=()
+    ):
         self.root = root
         self.pods = pods
+        self._reviewers = list(reviewers)  # (file, line, pod name)
         self.records = {r.id: r for r in records}
         self._references = references
         self._dep_lines = dep_lines
@@ -83,27 +90,57 @@ class ImportPlan:
         With ``lock``, the existing rows of the plan's tasks stay locked until the caller's
         transaction ends, so what is written is what was compared.
         """
-        problems = self._missing_references() + self._cycles()
+        problems = self._missing_references() + self._cycles() + self._unknown_reviewers()
         if problems:
             return problems
         existing, self.versions = load_records(list(self.records), lock=lock)
         self.created, self.updated, self.unchanged = [], [], []
+        too_long = []
         for task_id in sorted(self.records):
             record = self.records[task_id]
             current = existing.get(task_id)
             if current is None:
                 self.created.append(task_id)
+                if len(root_of(task_id)) > CREATED_ID_MAX:
+                    too_long.append(
+                        Problem(
+                            f"tasks/{task_id}/{TASK_FILE}",
+                            None,
+                            "id",
+                            f"a new task id has at most {CREATED_ID_MAX} characters before a "
+                            f"derived suffix (.2, .fix1); this one has {len(root_of(task_id))}",
+                        )
+                    )
                 continue
             if task_id in self._omitted_created_at:
                 record.created_at = current.created_at
             same = current.fingerprint() == record.fingerprint()
             (self.unchanged if same else self.updated).append(task_id)
+        if too_long:
+            return too_long
         known = {p.name: p for p in pod_records()}
         self.pods_created = sorted(n for n in self.wanted_pods() if n and n not in known)
         self.pods_updated = sorted(
             p.name for p in self.pods if p.name in known and known[p.name] != p
         )
         return []
+
+    def _unknown_reviewers(self):
+        """A pod's ``reviewer`` must name a pod of this directory or of the database."""
+        known = set(self.wanted_pods())
+        missing = {name for *_, name in self._reviewers if name not in known}
+        if missing:
+            known |= set(Pod.objects.filter(name__in=missing).values_list("name", flat=True))
+        return [
+            Problem(
+                file,
+                line,
+                "reviewer",
+                f"{name} is neither a pod of this directory nor of the database",
+            )
+            for file, line, name in self._reviewers
+            if name not in known
+        ]
 
     def _missing_references(self):
         inside = set(self.records)
@@ -150,6 +187,7 @@ def read_directory(root, *, progress=None):
         references=reader.references,
         dep_lines=reader.dep_lines,
         omitted_created_at=reader.omitted_created_at,
+        reviewers=reader.reviewers,
     )
     problems = list(reader.problems)
     problems += plan.check_database()
@@ -264,6 +302,10 @@ def _write_pods(plan):
                 description=wanted[n].description,
                 order=wanted[n].order,
                 wip_limit=wanted[n].wip_limit,
+                review_required=wanted[n].review_required,
+                paused=wanted[n].paused,
+                context_limit=wanted[n].context_limit,
+                webhook_url=wanted[n].webhook_url,
             )
             for n in plan.pods_created
         ]
@@ -271,5 +313,24 @@ def _write_pods(plan):
     for name in plan.pods_updated:
         pod = wanted[name]
         Pod.objects.filter(name=name).update(
-            description=pod.description, order=pod.order, wip_limit=pod.wip_limit
+            description=pod.description,
+            order=pod.order,
+            wip_limit=pod.wip_limit,
+            review_required=pod.review_required,
+            paused=pod.paused,
+            context_limit=pod.context_limit,
+            webhook_url=pod.webhook_url,
         )
+    # A pod given a webhook URL gets a signing secret (pods.yaml never holds one); an admin
+    # shows a new one once (admin, or manage.py create_pod_webhook).
+    from ..push.signing import new_secret
+
+    for pod in Pod.objects.filter(webhook_url__gt="", webhook_secret=""):
+        Pod.objects.filter(pk=pod.pk).update(webhook_secret=new_secret())
+    Pod.objects.filter(webhook_url="").exclude(webhook_secret="").update(webhook_secret="")
+    # Reviewers by name, once every pod they may name exists.
+    changed = set(plan.pods_created) | set(plan.pods_updated)
+    named = {wanted[n].reviewer for n in changed if wanted[n].reviewer}
+    ids = dict(Pod.objects.filter(name__in=named).values_list("name", "id"))
+    for name in sorted(changed):
+        Pod.objects.filter(name=name).update(reviewer_id=ids.get(wanted[name].reviewer))

@@ -2,7 +2,7 @@
 
 Layout (DESIGN.md, "YAML directory format")::
 
-    <root>/pods.yaml                       optional list of {name, description, order, wip_limit}
+    <root>/pods.yaml                       optional list of {name, description, order, wip_limit, …}
     <root>/tasks/<id>/task.yaml            required; the task's fields
     <root>/tasks/<id>/prompt.txt           the prompt, verbatim (UTF-8)
     <root>/tasks/<id>/handoff_notes.yaml   the notes this task wrote
@@ -28,11 +28,22 @@ Decisions beyond DESIGN.md:
 import os
 from pathlib import Path
 
-from ..models import POD_NAME_RE, TASK_ID_RE, HandoffMode, HandoffType, ResolvedMode, Status
+from ..models import (
+    MAX_STEP,
+    POD_NAME_RE,
+    TASK_ID_RE,
+    Comment,
+    HandoffMode,
+    HandoffType,
+    ResolvedMode,
+    Status,
+)
 from .fields import Fields, describe, json_problem, text_problem
 from .format import Refused, item_node, key_line, limit, parse_yaml, value_node
 from .problems import Problem
 from .records import (
+    COMMENT_KEYS,
+    COMMENTS_FILE,
     IGNORED_TASK_KEYS,
     NOTE_KEYS,
     NOTES_FILE,
@@ -63,6 +74,7 @@ class Reader:
         self.references = []  # (file, line, field, referenced id)
         self.dep_lines = {}  # task id -> (file, line) of its depends_on
         self.omitted_created_at = set()
+        self.reviewers = []  # (file, line, pod name) of each pods.yaml reviewer
 
     def add(self, file, line, field, message):
         self.problems.append(Problem(file, line, field, message))
@@ -134,11 +146,25 @@ class Reader:
                     "up to 63 letters, digits, '_' or '-')",
                 )
                 name = None
+            reviewer = f.text("reviewer", default=None, nullable=True)
+            if reviewer is not None and not POD_NAME_RE.match(reviewer):
+                f.problem("reviewer", f"{describe(reviewer)} is not a valid pod name")
+                reviewer = None
+            elif reviewer is not None and reviewer == name:
+                f.problem("reviewer", "a pod cannot review its own work")
+                reviewer = None
+            elif reviewer is not None:
+                self.reviewers.append((rel, key_line(f.node, "reviewer"), reviewer))
             pod = PodRecord(
                 name=name or "",
                 description=f.text("description"),
                 order=f.integer("order"),
                 wip_limit=f.integer("wip_limit", minimum=0, nullable=True),
+                review_required=f.boolean("review_required"),
+                reviewer=reviewer,
+                paused=f.boolean("paused"),
+                context_limit=f.integer("context_limit", default=15_000, minimum=1),
+                webhook_url=self._webhook_url(f),
             )
             if name in seen:
                 f.problem("name", f"the pod {name} is listed twice")
@@ -146,6 +172,21 @@ class Reader:
                 seen.add(name)
                 pods.append(pod)
         return pods
+
+    def _webhook_url(self, f):
+        """Return the pod's ``webhook_url`` if PodBoard accepts it (``push.urls``), else ""."""
+        from django.core.exceptions import ValidationError
+
+        from ..push.urls import check_url
+
+        url = f.text("webhook_url", max_length=500)
+        if url:
+            try:
+                check_url(url)
+            except ValidationError as exc:
+                f.problem("webhook_url", " ".join(exc.messages))
+                return ""
+        return url
 
     # tasks/<id>/
 
@@ -221,6 +262,12 @@ class Reader:
             record.created_at = self.now
         record.started_at = f.time("started_at")
         record.completed_at = f.time("completed_at")
+        record.question = f.text("question", max_length=20_000)
+        record.asked_at = f.time("asked_at")
+        if record.question and record.asked_at is None:
+            record.asked_at = record.created_at  # an open question always has its time
+        elif not record.question:
+            record.asked_at = None
         continuation_of = f.task_id("continuation_of")
         record.continuation_of = continuation_of or ""
         record.prompt = f.text("prompt")
@@ -239,6 +286,8 @@ class Reader:
             record.reasoning_summary, record.steps = self._trace(f"{base}/{TRACE_FILE}")
         if THOUGHTS_FILE in present:
             record.thoughts = self._thoughts(f"{base}/{THOUGHTS_FILE}")
+        if COMMENTS_FILE in present:
+            record.comments = self._comments(f"{base}/{COMMENTS_FILE}")
         return record
 
     def _depends_on(self, f, rel, node, task_id):
@@ -350,6 +399,7 @@ class Reader:
                     "mode": f.choice("mode", ResolvedMode.values, default=ResolvedMode.ASYNC.value),
                     "token_count": f.integer("token_count", minimum=0),
                     "author": f.text("author", max_length=150),
+                    "author_pod": self._author_pod(f),
                     "created_at": f.time("created_at", default=self.now),
                 }
             )
@@ -381,14 +431,38 @@ class Reader:
         for index, step in self._items(rel, raw_steps, steps_node, STEP_KEYS, "step"):
             steps.append(
                 {
-                    "step": step.integer("step", default=index + 1, minimum=0),
+                    "step": step.integer("step", default=index + 1, minimum=1, maximum=MAX_STEP),
                     "action": step.text("action"),
                     "rationale": step.text("rationale"),
                     "tokens": step.integer("tokens", minimum=0),
+                    "author_pod": self._author_pod(step),
                     "at": step.time("at", default=self.now),
                 }
             )
         return summary, steps
+
+    @staticmethod
+    def _author_pod(f):
+        """The pod whose token wrote a note or step: a pod name, or empty (a person)."""
+        value = f.text("author_pod", max_length=64)
+        if value and not POD_NAME_RE.match(value):
+            f.problem("author_pod", f"{describe(value)} is not a valid pod name")
+            return ""
+        return value
+
+    def _comments(self, rel):
+        data, node = self._list_file(rel, "comments")
+        comments = []
+        for _, f in self._items(rel, data, node, COMMENT_KEYS, "comment"):
+            comments.append(
+                {
+                    "kind": f.choice("kind", Comment.Kind.values, default=Comment.Kind.COMMENT),
+                    "body": f.text("body", required=True),
+                    "author": f.text("author", max_length=150),
+                    "created_at": f.time("created_at", default=self.now),
+                }
+            )
+        return comments
 
     def _thoughts(self, rel):
         data, node = self._list_file(rel, "thoughts")
@@ -396,7 +470,7 @@ class Reader:
         for index, f in self._items(rel, data, node, THOUGHT_KEYS, "thought"):
             thoughts.append(
                 {
-                    "step": f.integer("step", default=index + 1, minimum=0),
+                    "step": f.integer("step", default=index + 1, minimum=1, maximum=MAX_STEP),
                     "thought": f.text("thought"),
                     "at": f.time("at", default=self.now),
                 }

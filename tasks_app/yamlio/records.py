@@ -14,7 +14,7 @@ from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from ..graph import chunks
-from ..models import HandoffMode, HandoffNote, Pod, Status, Task, Thought, TraceStep
+from ..models import Comment, HandoffMode, HandoffNote, Pod, Status, Task, Thought, TraceStep
 from ..shapes import iso
 
 Depends = Task.depends_on.through
@@ -24,7 +24,8 @@ PROMPT_FILE = "prompt.txt"
 NOTES_FILE = "handoff_notes.yaml"
 TRACE_FILE = "reasoning_trace.yaml"
 THOUGHTS_FILE = "chain_of_thought.yaml"
-TASK_FILES = (TASK_FILE, PROMPT_FILE, NOTES_FILE, TRACE_FILE, THOUGHTS_FILE)
+COMMENTS_FILE = "comments.yaml"
+TASK_FILES = (TASK_FILE, PROMPT_FILE, NOTES_FILE, TRACE_FILE, THOUGHTS_FILE, COMMENTS_FILE)
 PODS_FILE = "pods.yaml"
 
 # ``yaml``: "always" (written every time), "if set" (written when not empty), "read" (accepted
@@ -60,11 +61,15 @@ class TaskRecord:
     lease_expires_at: datetime | None = _field(None, yaml="if set")
     started_at: datetime | None = _field(None, yaml="if set")
     completed_at: datetime | None = _field(None, yaml="if set")
+    # The holder's open question to a person (``ask``) and when it was asked.
+    question: str = _field("", yaml="if set")
+    asked_at: datetime | None = _field(None, yaml="if set")
     prompt: str = _field("", yaml="read")
     reasoning_summary: str = _field("", yaml=None)
     notes: list = _field(list, yaml=None, column=None)
     steps: list = _field(list, yaml=None, column=None)
     thoughts: list = _field(list, yaml=None, column=None)
+    comments: list = _field(list, yaml=None, column=None)
 
     def fingerprint(self):
         """Return a string equal for two records exactly when their data is equal."""
@@ -90,16 +95,44 @@ class PodRecord:
     description: str = ""
     order: int = 0
     wip_limit: int | None = None
+    review_required: bool = False
+    reviewer: str | None = None  # a pod name
+    paused: bool = False
+    context_limit: int = 15_000
+    webhook_url: str = ""  # never the secret
 
 
 POD_KEYS = tuple(f.name for f in fields(PodRecord))
+# Pod keys pods.yaml holds only when they differ from the default, so a directory written
+# before a pod could have them reads (and exports) as it did.
+POD_DEFAULTS = {
+    "review_required": False,
+    "reviewer": None,
+    "paused": False,
+    "context_limit": 15_000,
+    "webhook_url": "",
+}
 OUTPUT_KEYS = ("name", "uri", "summary")
 
 # The rows a task writes beside itself. Each entry: the record's list, the model, the column
 # naming the task, and the keys of one item (file order) → the model's fields.
-NOTE_KEYS = ("to", "note", "reason", "handoff_type", "mode", "token_count", "author", "created_at")
-STEP_KEYS = ("step", "action", "rationale", "tokens", "at")
+NOTE_KEYS = (
+    "to",
+    "note",
+    "reason",
+    "handoff_type",
+    "mode",
+    "token_count",
+    "author",
+    "author_pod",
+    "created_at",
+)
+STEP_KEYS = ("step", "action", "rationale", "tokens", "author_pod", "at")
+# Keys written only when set: the pod whose token wrote a note or step (none for a person).
+OPTIONAL_KEYS = ("author_pod",)
 THOUGHT_KEYS = ("step", "thought", "at")
+# People's comments, pods' questions and the answers (``comments.yaml``), oldest first.
+COMMENT_KEYS = ("kind", "body", "author", "created_at")
 CHILDREN = (
     (
         "notes",
@@ -109,6 +142,7 @@ CHILDREN = (
     ),
     ("steps", TraceStep, "task_id", {k: k for k in STEP_KEYS}),
     ("thoughts", Thought, "task_id", {k: k for k in THOUGHT_KEYS}),
+    ("comments", Comment, "task_id", {k: k for k in COMMENT_KEYS}),
 )
 
 
@@ -136,7 +170,10 @@ def child_rows(record):
     rows = {}
     for name, model, owner, columns in CHILDREN:
         rows[model] = [
-            model(**{owner: record.id}, **{columns[k]: item[k] for k in columns})
+            model(
+                **{owner: record.id},
+                **{columns[k]: item.get(k, "") if k in OPTIONAL_KEYS else item[k] for k in columns},
+            )
             for item in getattr(record, name)
         ]
     return rows
@@ -182,6 +219,16 @@ def load_records(task_ids=None, *, lock=False):
 def pod_records():
     """Return every pod as a ``PodRecord``, in the board's order."""
     return [
-        PodRecord(name=p.name, description=p.description, order=p.order, wip_limit=p.wip_limit)
-        for p in Pod.objects.all()
+        PodRecord(
+            name=p.name,
+            description=p.description,
+            order=p.order,
+            wip_limit=p.wip_limit,
+            review_required=p.review_required,
+            reviewer=p.reviewer.name if p.reviewer_id else None,
+            paused=p.paused,
+            context_limit=p.context_limit,
+            webhook_url=p.webhook_url,
+        )
+        for p in Pod.objects.select_related("reviewer")
     ]

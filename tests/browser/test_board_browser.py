@@ -18,18 +18,33 @@ SCREENS = Path(__file__).resolve().parents[2] / "var" / "screens"
 
 @pytest.fixture
 def board(page, live_server_url):
-    """A logged-in page on the board; fails the test on any JavaScript error."""
+    """A logged-in page on the board; fails the test on any JavaScript error or anything the
+    page's Content-Security-Policy refused."""
     errors = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.on(
+        "console",
+        lambda msg: errors.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
     page.goto(live_server_url + "/")
     expect(page).to_have_url(re.compile(r"/login/\?next=/$"))
     page.fill("#id_username", USERNAME)
     page.fill("#id_password", PASSWORD)
     page.click("button[type=submit]")
     expect(page.locator("#board-body")).to_be_visible()
-    page.wait_for_function("window.Sortable && window.podboard && window.htmx")
+    wait_for_scripts(page)
     yield page
     assert errors == []
+
+
+def wait_for_scripts(page, timeout=10.0):
+    """Wait until the board's scripts are loaded. Polled from here: Playwright's in-page
+    ``wait_for_function`` evaluates a string, which the page's CSP (no 'unsafe-eval') refuses."""
+    for _ in range(int(timeout / 0.05)):
+        if page.evaluate("() => !!(window.Sortable && window.podboard && window.htmx)"):
+            return
+        page.wait_for_timeout(50)
+    raise AssertionError("the board's scripts did not load")
 
 
 def card(page, task_id):
@@ -182,3 +197,21 @@ def test_narrow_screen_and_dark_mode_keep_the_page_usable(board, live_server_url
     board.emulate_media(color_scheme="light")
     board.goto(live_server_url + "/tasks/NOPE/")
     expect(board.locator("h1")).to_have_text("Nothing here")
+
+
+def test_api_docs_render_from_podboards_own_files_under_its_csp(page, live_server_url):
+    """Swagger UI comes from PodBoard's static files and works under the enforcing CSP."""
+    refused, outside = [], []
+    page.on(
+        "console",
+        lambda msg: refused.append(msg.text) if "Content Security Policy" in msg.text else None,
+    )
+    page.on(
+        "request",
+        lambda r: None if r.url.startswith((live_server_url, "data:")) else outside.append(r.url),
+    )
+    page.goto(live_server_url + "/api/docs")
+    expect(page.locator(".swagger-ui .opblock").first).to_be_visible()
+    expect(page.locator(".swagger-ui")).to_contain_text("Pull the pod's next task")
+    assert outside == []
+    assert refused == []

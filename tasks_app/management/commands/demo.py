@@ -1,8 +1,10 @@
 """Run the living demo: migrate, load the examples, create a login, serve, simulate pods.
 
-One server process (uvicorn, in this process) serves the board, the API and the websockets, so
-the in-memory channel layer reaches every open board. The lease sweeper runs on the server's
-event loop; the pod simulator is an HTTP client in a thread, talking to that same server.
+One server process (uvicorn, in this process) serves the board, the API, MCP and the
+websockets, so the in-memory channel layer reaches every open board and every long-poll. The
+lease sweeper runs on the server's event loop; the webhook delivery worker and the pod simulator
+run in threads (the simulator as an HTTP client of that same server, with DevPod waiting by
+long-poll and QAPod by webhook).
 """
 
 import asyncio
@@ -19,6 +21,7 @@ from django.utils import timezone
 
 from tasks_app import yamlio
 from tasks_app.cli import (
+    SimulatedWebhooks,
     add_simulator_options,
     check_simulator_options,
     describe_import,
@@ -27,7 +30,8 @@ from tasks_app.cli import (
     sweep_forever,
     wait_for_server,
 )
-from tasks_app.models import PodToken, Task
+from tasks_app.models import Pod, PodToken, Task
+from tasks_app.push.worker import Worker
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "podboard-demo"
@@ -106,6 +110,7 @@ class Command(BaseCommand):
             except yamlio.ImportErrors as exc:
                 raise CommandError(f"The examples in {examples} do not load:\n{exc}") from exc
             self.stdout.write(f"Loaded the examples from {examples}: {describe_import(summary)}")
+            self.show_review()
         else:
             self.stdout.write(
                 self.style.WARNING(
@@ -119,6 +124,14 @@ class Command(BaseCommand):
             self.password_note = f"password {DEMO_PASSWORD}"
         else:
             self.password_note = f"password unchanged (created as {DEMO_PASSWORD})"
+
+    def show_review(self):
+        """Put DevPod's work through review, decided by QAPod (or a person on the board first),
+        so the demo shows the Review column, approvals and change requests."""
+        reviewer = Pod.objects.filter(name="QAPod").first()
+        if reviewer is not None:
+            Pod.objects.filter(name="DevPod").update(review_required=True, reviewer=reviewer)
+            self.stdout.write("DevPod's completions wait in Review (QAPod reviews them).")
 
     def banner(self, url, host):
         line = "=" * 64
@@ -153,6 +166,10 @@ class Command(BaseCommand):
             )
         )
         stop = threading.Event()
+        # The webhook delivery worker (in production: manage.py deliver_webhooks).
+        delivery = threading.Thread(
+            target=Worker(stop=stop).run, name="webhook-worker", daemon=True
+        )
         simulator_thread = None
         tokens = []
         if not options["no_simulator"]:
@@ -181,9 +198,10 @@ class Command(BaseCommand):
                 sweeper.cancel()
                 watcher.cancel()
 
+        delivery.start()
         if simulator_thread is not None:
             simulator_thread.start()
-        self.stdout.write(f"Serving on {url}/ (Ctrl-C stops).")
+        self.stdout.write(f"Serving on {url}/ (Ctrl-C stops). MCP: {url}/mcp/")
         try:
             asyncio.run(main())
         except KeyboardInterrupt:
@@ -192,6 +210,7 @@ class Command(BaseCommand):
             stop.set()
             if simulator_thread is not None:
                 simulator_thread.join(timeout=10)
+            delivery.join(timeout=15)
             PodToken.objects.filter(pk__in=[t.pk for t in tokens]).update(revoked_at=timezone.now())
         self.stdout.write("Stopped.")
 
@@ -210,7 +229,8 @@ class Command(BaseCommand):
                 stop=stop,
                 log=lambda line: self.stdout.write(f"sim {line}"),
             )
-            simulator.run()
+            with SimulatedWebhooks(simulator):
+                simulator.run()
             self.stdout.write(f"Simulator stopped: {simulator.stats.line()}.")
 
 

@@ -7,6 +7,7 @@ from django.core.management.base import BaseCommand, CommandError
 from django.utils import timezone
 
 from tasks_app.cli import (
+    SimulatedWebhooks,
     add_simulator_options,
     check_simulator_options,
     issue_tokens,
@@ -86,9 +87,10 @@ class Command(BaseCommand):
                 " (Ctrl-C stops)."
             )
             try:
-                stats = simulator.run(
-                    max_actions=options["max_actions"], duration=options["duration"]
-                )
+                with SimulatedWebhooks(simulator):
+                    stats = simulator.run(
+                        max_actions=options["max_actions"], duration=options["duration"]
+                    )
             except KeyboardInterrupt:
                 stop.set()
                 stats = simulator.stats

@@ -1,0 +1,1 @@
+"""PodBoard's SQLite backend: Django's, with writers that queue in-process (see ``base``)."""

@@ -1,0 +1,13 @@
+"""URLs of the insight pages (the JSON route lives with the API under /api/metrics/)."""
+
+from django.urls import path
+
+from . import views
+
+urlpatterns = [
+    path("metrics/", views.metrics_page, name="metrics"),
+    path("metrics/done/", views.done_page, name="metrics_done"),
+    path("metrics/prometheus", views.prometheus_metrics, name="prometheus_metrics"),
+    path("chains/<str:task_id>/", views.chain_page, name="chain"),
+    path("chains/<str:task_id>/graph/", views.chain_graph, name="chain_graph"),
+]

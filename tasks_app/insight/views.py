@@ -1,0 +1,147 @@
+"""The insight pages: flow metrics, the tasks behind a bar, a delivery chain, Prometheus."""
+
+from datetime import UTC, date, datetime, time, timedelta
+
+from django.http import Http404, HttpResponse
+from django.shortcuts import render
+from django.utils.safestring import mark_safe
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_GET
+
+from ..models import Pod, Task
+from ..views import login_required_htmx
+from . import chains, prometheus
+from .flow import DEFAULT_DAYS, MAX_DAYS, MODES, STATUSES, done_in, flow_metrics
+
+DAY_CHOICES = (7, 14, 30, 90, 180, 365)
+
+
+def _days(value):
+    try:
+        days = int(value)
+    except (TypeError, ValueError):
+        return DEFAULT_DAYS
+    return min(max(days, 1), MAX_DAYS)
+
+
+@never_cache
+@require_GET
+@login_required_htmx
+def metrics_page(request):
+    """Flow metrics for a range of days and a choice of pods: charts, each with its table."""
+    days = _days(request.GET.get("days", DEFAULT_DAYS))
+    all_pods = list(Pod.objects.order_by("order", "name").values_list("name", flat=True))
+    chosen = [p for p in request.GET.getlist("pod") if p in all_pods]
+    data = flow_metrics(days=days, pods=chosen or None)
+    cfd_by_pod = {}
+    for row in data["cfd"]:
+        cfd_by_pod.setdefault(row["pod"], []).append(row)
+    context = {
+        "days": days,
+        "day_choices": sorted({*DAY_CHOICES, days}),
+        "all_pods": all_pods,
+        "chosen": chosen,
+        "data": data,
+        "throughput_rows": _throughput_rows(data["pods"]),
+        "cfd_by_pod": cfd_by_pod,
+        "modes": MODES,
+        "statuses": STATUSES,
+        "chart_data": {
+            "pods": data["pods"],
+            "cfd": data["cfd"],
+            "doneUrl": request.build_absolute_uri("/metrics/done/"),
+        },
+    }
+    return render(request, "tasks_app/metrics.html", context)
+
+
+def _throughput_rows(pods):
+    """``[(day, [(pod, done), …]), …]``: the throughput table, one row a day."""
+    if not pods:
+        return []
+    days = [t["day"] for t in pods[0]["throughput"]]
+    return [
+        (day, [(p["pod"], p["throughput"][i]["done"]) for p in pods]) for i, day in enumerate(days)
+    ]
+
+
+@never_cache
+@require_GET
+@login_required_htmx
+def done_page(request):
+    """The tasks behind a throughput bar: those a pod finished on one UTC day."""
+    pod = request.GET.get("pod", "")
+    try:
+        day = date.fromisoformat(request.GET.get("day", ""))
+    except ValueError:
+        raise Http404("Give a day as YYYY-MM-DD.") from None
+    if not Pod.objects.filter(name=pod).exists():
+        raise Http404(f"No pod named {pod!r}.")
+    start = datetime.combine(day, time.min, tzinfo=UTC)
+    rows = done_in(start, start + timedelta(days=1), pod)
+    titles = dict(Task.objects.filter(pk__in=[r[0] for r in rows]).values_list("id", "title"))
+    items = [{"id": key, "at": at, "title": titles.get(key, "(deleted)")} for key, at in rows]
+    return render(request, "tasks_app/metrics_done.html", {"pod": pod, "day": day, "items": items})
+
+
+def _chain_or_404(task_id):
+    chain = chains.build_chain(task_id)
+    if chain is None:
+        raise Http404(f"No task with id {task_id!r}.")
+    return chain
+
+
+def _chain_context(chain):
+    return {
+        "chain": chain,
+        "svg": mark_safe(chains.render_svg(chain)),  # built with every value escaped
+        "rows": [
+            {
+                "node": node,
+                "facts": f"{node.mode or '—'} · {chains.tokens(node.tokens)}",
+                "wait": chains.node_wait(node) or "—",
+            }
+            for node in chain.ordered_nodes()
+        ],
+    }
+
+
+@never_cache
+@require_GET
+@login_required_htmx
+def chain_page(request, task_id):
+    """The delivery chain of a task as a graph (and a table), refreshed while it is open."""
+    chain = _chain_or_404(task_id)
+    return render(request, "tasks_app/chain.html", _chain_context(chain))
+
+
+@never_cache
+@require_GET
+@login_required_htmx
+def chain_graph(request, task_id):
+    """The chain's graph fragment for the page's poll; 204 when nothing changed since
+    ``stamp`` (htmx then leaves the graph as it is)."""
+    stamp = request.GET.get("stamp", "")
+    if stamp and chains.chain_stamp(task_id) == stamp:
+        return HttpResponse(status=204)
+    chain = _chain_or_404(task_id)
+    return render(request, "tasks_app/chain.html#graph", _chain_context(chain))
+
+
+@never_cache
+@require_GET
+def prometheus_metrics(request):
+    """Prometheus scrape target; needs ``Authorization: Bearer <PODBOARD_METRICS_TOKEN>``."""
+    token = prometheus.configured_token()
+    if not token:
+        raise Http404("Metrics are off: PODBOARD_METRICS_TOKEN is not set.")
+    if not prometheus.authorized(request, token):
+        response = HttpResponse(
+            "Send 'Authorization: Bearer <PODBOARD_METRICS_TOKEN>'.\n",
+            status=401,
+            content_type="text/plain; charset=utf-8",
+        )
+        response["WWW-Authenticate"] = 'Bearer realm="podboard-metrics"'
+        return response
+    body, content_type = prometheus.exposition(request.headers.get("Accept", ""))
+    return HttpResponse(body, content_type=content_type)
