@@ -67,14 +67,18 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
-                    # Django's handler stops reading at a disconnect and answers nothing;
-                    # the refusal below is then the answer.
+                    # The application sees the client go away and stops reading; the refusal
+                    # below is then the answer.
                     over = True
                     return {"type": "http.disconnect"}
             return message
 
         async def tracked_send(message):
             nonlocal started
+            if over and not started:
+                # The application's own answer to the cut-off body (Django sends none, the MCP
+                # server a 500): the refusal below replaces it.
+                return
             if message["type"] == "http.response.start":
                 started = True
             await send(message)

@@ -98,7 +98,6 @@ def _toast_trigger(response, message, *, level="error", task_id=""):
 # Board ---------------------------------------------------------------------------------------
 
 
-
 @never_cache
 @require_GET
 @login_required_htmx

@@ -564,10 +564,11 @@ async def test_a_chunked_api_body_over_the_limit_is_refused_as_it_streams(settin
     assert count == 0
 
 
-async def test_an_anonymous_oversized_api_body_gets_413_before_any_authentication():
+@pytest.mark.parametrize("path", ["/api/tasks", "/mcp/"])
+async def test_an_anonymous_oversized_api_body_gets_413_before_any_authentication(path):
     """Before: the 25 MB upload was read whole, then answered 401."""
     status, _headers, body, sent = await _stream(
-        "/api/tasks", [], headers=[(b"content-length", str(25 * MIB).encode())], finish=False
+        path, [], headers=[(b"content-length", str(25 * MIB).encode())], finish=False
     )
     assert (status, sent) == (413, 0)
     assert json.loads(body)["code"] == "too_large"
@@ -600,6 +601,30 @@ async def test_the_import_upload_has_the_import_bound(settings):
     assert status == 413
     status, _h, _b, _s = await _stream("/login/", [b"x" * 128 * 1024], finish=False)
     assert status == 413
+
+
+@pytest.mark.django_db(transaction=True)
+async def test_a_chunked_mcp_body_over_the_limit_is_413_with_a_valid_token():
+    from asgiref.sync import sync_to_async
+
+    def setup():
+        from tasks_app.models import Pod
+
+        return PodToken.issue(pod=Pod.objects.create(name="DevPod"))[1]
+
+    raw = await sync_to_async(setup)()
+    status, _headers, body, _sent = await _stream(
+        "/mcp/",
+        [b"x" * 256 * 1024] * 8,
+        headers=[
+            (b"authorization", f"Bearer {raw}".encode()),
+            (b"content-type", b"application/json"),
+            (b"accept", b"application/json, text/event-stream"),
+        ],
+        finish=False,
+    )
+    assert status == 413
+    assert json.loads(body)["code"] == "too_large"
 
 
 @pytest.mark.django_db(transaction=True)

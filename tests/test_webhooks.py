@@ -451,3 +451,27 @@ def test_with_redis_a_worker_is_woken_at_once_not_at_its_next_poll(
         workflow.move(task_id="DEV-1", actor="lead", to_status="active")
         (first,) = receiver.wait_for(1, timeout=15)
     assert first[0] - committed < 1.0
+
+
+def test_review_decisions_and_answers_map_to_their_kinds(db):
+    from tasks_app.models import Event
+    from tasks_app.push.workable import workable
+
+    def event(kind, task, to_status="", **payload):
+        e = Event(kind=kind, task_key=task, from_pod="DevPod", to_pod="DevPod",
+                  from_status="review", to_status=to_status, payload=payload)  # fmt: skip
+        e.id = 1
+        return e
+
+    items, _wake = workable(
+        [
+            event("reviewed", "DEV-1", "ready", verdict="changes_requested"),
+            event("reviewed", "DEV-2", "done", verdict="approve"),
+            event("answered", "DEV-3"),
+        ]
+    )
+    assert sorted((i.kind, i.task_id, i.claimable) for i in items) == [
+        ("task.answered", "DEV-3", False),
+        ("task.review_decided", "DEV-1", True),
+        ("task.review_decided", "DEV-2", False),
+    ]

@@ -339,6 +339,11 @@ def _hand_off(change, task, now, *, author, note, reason, author_pod="", chosen=
             blocked=blocked,
         )
     HandoffNote.objects.bulk_create(notes)
+    # A successor left waiting in Ready now shows one blocker fewer: a new version lets open
+    # boards take its card (a reserved one got its version from ``_reserve``).
+    waiting = [s.pk for s in successors if s not in started]
+    if waiting:
+        Task.objects.filter(pk__in=waiting).update(version=F("version") + 1, updated_at=now)
     return answer, started
 
 
