@@ -22,7 +22,7 @@ from django.shortcuts import get_object_or_404
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST
 
 from . import board, workflow
 from .api.errors import status_for
@@ -177,15 +177,6 @@ def comment(request, task_id):
     """Comment on the task (field ``body``, Markdown)."""
     workflow.comment(task_id=task_id, body=request.POST.get("body", ""), actor=_actor(request))
     return "Comment added."
-
-
-@never_cache
-@require_GET
-@login_required_htmx
-def counts(request):
-    """The lanes' counts, WIP and pause badges and the header's waiting count, out of band: a
-    board fetches them when a pushed change carried no card (a pod paused or resumed)."""
-    return HttpResponse(board.render_counts(board.Filters.from_query(request.GET)))
 
 
 @never_cache

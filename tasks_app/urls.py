@@ -10,7 +10,6 @@ urlpatterns = [
     path("board/move/", views.move_view, name="board_move"),
     path("board/<str:pod>/<str:status>/more/", views.column_more, name="board_more"),
     path("board/pods/<str:pod>/pause/", control_views.pause, name="pod_pause"),
-    path("board/counts/", control_views.counts, name="board_counts"),
     path("import/", views.import_view, name="import"),
     path("export/", views.export_view, name="export"),
     path("tasks/<str:task_id>/", views.task_detail, name="task_detail"),

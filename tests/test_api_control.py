@@ -322,7 +322,7 @@ def test_next_says_why_it_hands_out_nothing(make_task, clients, web):
     Pod.objects.filter(name="DevPod").update(wip_limit=None)
     status, body = dev.post("/api/tasks/next", pull)
     assert (status, body["task"]["id"]) == (200, "DEV-B")
-    assert list(Event.objects.filter(task_key="").values_list("kind", "actor")) == [
+    assert list(Event.objects.filter(task_key="pod:DevPod").values_list("kind", "actor")) == [
         ("paused", "lead"),
         ("resumed", "lead"),
     ]

@@ -488,8 +488,8 @@ def test_a_paused_pod_claims_nothing_but_its_holders_keep_their_tasks(make_task,
     make_task("DEV-READY")
     workflow.pause(pod="DevPod", actor="lead")
     workflow.pause(pod="DevPod", actor="lead")  # already paused: nothing recorded
-    assert list(Event.objects.values_list("kind", "from_pod", "task_key")) == [
-        ("paused", "DevPod", "")
+    assert list(Event.objects.values_list("kind", "from_pod", "task_key", "task")) == [
+        ("paused", "DevPod", "pod:DevPod", None)
     ]
     dev = pods["DevPod"]
     pulled = workflow.pull(pod=dev, instance="DevPod#2")

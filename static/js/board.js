@@ -265,35 +265,6 @@
     });
   }
 
-  // Lane badges a push carries no card for ------------------------------------------------------
-
-  /* A pushed change that names no task (a pod paused or resumed) arrives as a bare sequence
-   * number: fetch the lanes' counts and badges (paused, WIP, waiting on a human) then. */
-  var COUNTS_URL = "/board/counts/";
-  var countsInFlight = false;
-
-  function refreshCounts() {
-    var bodyEl = document.getElementById("board-body");
-    if (!bodyEl || countsInFlight || typeof htmx === "undefined") return;
-    countsInFlight = true;
-    var query = bodyEl.dataset.filters || "";
-    fetch(COUNTS_URL + (query ? "?" + query : ""), {
-      credentials: "same-origin",
-      headers: { "HX-Request": "true" },
-    })
-      .then(function (response) { return response.ok ? response.text() : ""; })
-      .then(function (html) { if (html) htmx.swap(document.body, html, { swapStyle: "none" }); })
-      .catch(function () { /* the next push or a reload brings them */ })
-      .then(function () { countsInFlight = false; });
-  }
-
-  document.addEventListener("htmx:wsAfterMessage", function (evt) {
-    var text = (evt.detail && evt.detail.message) || "";
-    if (typeof text !== "string" || text.indexOf('id="live-meta"') < 0) return;
-    if (/data-refresh=|id="count-|id="live-(put|drop)-/.test(text)) return;
-    refreshCounts();
-  });
-
   // Panel ---------------------------------------------------------------------------------------
 
   document.addEventListener("click", function (evt) {

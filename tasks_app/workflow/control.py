@@ -491,6 +491,15 @@ def comment_data(comment):
 # Pause ---------------------------------------------------------------------------------------
 
 
+def pod_key(name):
+    """Return the ``task_key`` of an Event about a pod rather than a task (``pod:DevPod``).
+
+    No task id has a colon, so the key never names a task; boards still get the lane's
+    counts and badges pushed, as for any change that names its pods.
+    """
+    return f"pod:{name}"
+
+
 def pause(change, *, pod, actor, paused=True):
     """Pause (or resume, ``paused=False``) the pod named ``pod``; return the Pod.
 
@@ -506,7 +515,7 @@ def pause(change, *, pod, actor, paused=True):
     change.record(
         None,
         EventKind.PAUSED if paused else EventKind.RESUMED,
-        task_key="",
+        task_key=pod_key(found.name),
         actor=actor,
         from_pod=found.name,
         to_pod=found.name,

@@ -169,16 +169,9 @@ def test_answering_a_question_clears_the_mark_on_the_other_board(boards, control
 def test_pausing_a_lane_shows_on_both_boards_and_next_holds_back(boards, control_server):
     url, token = control_server
     actor, watcher = boards
-    logs = {0: [], 1: []}
-    for i, pg in enumerate(boards):
-        pg.on("response", lambda r, i=i: logs[i].append((r.request.method, r.url, r.status)))
-        pg.on("websocket", lambda ws, i=i: ws.on("framereceived", lambda f, i=i: logs[i].append(("ws", str(f)[:300]))))
     menu = actor.locator("#lane-DevPod details.lane-menu")
     menu.locator("summary").click()
     menu.locator("button.do-pause").click()
-    actor.wait_for_timeout(2500)
-    for i, pg in enumerate(boards):
-        print("PAGE", i, pg.locator("#wip-DevPod").inner_html(), logs[i])
     for page in boards:
         expect(page.locator("#wip-DevPod")).to_contain_text("paused", timeout=4000)
     answer = httpx.post(
