@@ -435,8 +435,9 @@ def main():
     # the only limit, and much less disturbed by other work on a shared machine.
     cpu = figures["server_cpu_ms_per_request"]
     bare_cpu = statistics.mean(v for k, v in cpu.items() if k.startswith("bare floor"))
-    figures["next_vs_bare_by_cpu"] = bare_cpu / cpu["next"]
-    figures["loop_vs_bare_by_cpu"] = bare_cpu / cpu["next+complete"]
+    if bare_cpu and cpu["next"] and cpu["next+complete"]:  # 0: /proc could not be read
+        figures["next_vs_bare_by_cpu"] = bare_cpu / cpu["next"]
+        figures["loop_vs_bare_by_cpu"] = bare_cpu / cpu["next+complete"]
     print(
         f"\nbare floor = {bare_rate:.0f} req/s, PodBoard floor = {floor_rate:.0f} req/s "
         "(each the mean of its two phases)"
@@ -447,11 +448,12 @@ def main():
         f"({figures['loop_tasks_per_s']:.0f} tasks/s) = **{figures['loop_vs_bare']:.2f}** of the "
         "bare floor"
     )
-    print(
-        f"by server CPU per request: bare floor {bare_cpu:.1f} ms, next {cpu['next']:.1f} ms "
-        f"({figures['next_vs_bare_by_cpu']:.2f}), next+complete {cpu['next+complete']:.1f} ms "
-        f"({figures['loop_vs_bare_by_cpu']:.2f})"
-    )
+    if "next_vs_bare_by_cpu" in figures:
+        print(
+            f"by server CPU per request: bare floor {bare_cpu:.1f} ms, next {cpu['next']:.1f} ms "
+            f"({figures['next_vs_bare_by_cpu']:.2f}), next+complete "
+            f"{cpu['next+complete']:.1f} ms ({figures['loop_vs_bare_by_cpu']:.2f})"
+        )
     spreads = [
         f"{name}: p95/p50 = {v['p95'] / v['p50']:.1f}"
         for name, v in figures["latency_ms"].items()

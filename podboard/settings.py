@@ -105,6 +105,19 @@ MIDDLEWARE = [
     "axes.middleware.AxesMiddleware",
 ]
 
+# The chain a real server runs for /api/ (podboard/asgi.py): what a JSON API answered to a
+# bearer token (or a session, for the metrics routes) needs, without the pages' CSRF, messages,
+# htmx and sign-in lockout layers. Bodies are bounded before Django, at the ASGI level.
+API_MIDDLEWARE = [
+    "tasks_app.insight.prometheus.RequestMetricsMiddleware",
+    "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "tasks_app.middleware.BodySizeLimitMiddleware",
+    "tasks_app.middleware.DatabaseUnavailableMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+]
+
 ROOT_URLCONF = "podboard.urls"
 WSGI_APPLICATION = None
 ASGI_APPLICATION = "podboard.asgi.application"

@@ -25,6 +25,10 @@ COLUMN_KEYS = {
 }
 # Review waits like Active does, in the order the tasks entered it.
 COLUMN_KEYS["review"] = COLUMN_KEYS[ACTIVE]
+# The only keys that may be null; they sort last. Every other key is written without a nulls
+# clause, so the order matches the indexes exactly and the database walks them instead of
+# sorting the whole column.
+NULLABLE = frozenset({"started_at", "completed_at"})
 
 
 def carries_baton():
@@ -42,10 +46,21 @@ def _expression(name):
 
 def column_order(status):
     """Return the ``order_by`` expressions of ``status``'s column."""
-    return [
-        _expression(name).desc(nulls_last=True) if desc else _expression(name).asc(nulls_last=True)
+    order = []
+    for name, desc in COLUMN_KEYS[status]:
+        nulls = {"nulls_last": True} if name in NULLABLE else {}
+        expression = _expression(name)
+        order.append(expression.desc(**nulls) if desc else expression.asc(**nulls))
+    return order
+
+
+def sql_order(status, column):
+    """Return ``status``'s column order as an SQL ``ORDER BY`` list, for statements written by
+    hand; ``column(name)`` gives the SQL of a key (``carries_baton`` included)."""
+    return ", ".join(
+        f"{column(name)} {'DESC' if desc else 'ASC'}{' NULLS LAST' if name in NULLABLE else ''}"
         for name, desc in COLUMN_KEYS[status]
-    ]
+    )
 
 
 def claim_index_expressions():

@@ -67,9 +67,10 @@ def _pod_named(name, token):
 def _may_act(token, task_id):
     """Refuse a token acting on another pod's task (403) or on no task (404), before any rule
     looks at the task's state."""
-    pod_id = Task.objects.filter(pk=task_id).values_list("pod_owner_id", flat=True).first()
-    if pod_id is None:
+    found = list(Task.objects.filter(pk=task_id).values_list("pod_owner_id", flat=True)[:1])
+    if not found:
         raise workflow.not_found(task_id)
+    pod_id = found[0]
     if pod_id != token.pod_id:
         owner = Pod.objects.filter(pk=pod_id).values_list("name", flat=True).first()
         raise RuleError(

@@ -37,9 +37,7 @@ def _statement(status):
             after.append(
                 "(" + " AND ".join([*equal, f"{expression(name)} {'<' if desc else '>'} %s"]) + ")"
             )
-        order = ", ".join(
-            f"{expression(name)} {'DESC' if desc else 'ASC'} NULLS LAST" for name, desc in keys
-        )
+        order = ordering.sql_order(status, expression)
         sql = (
             f"SELECT {quote(_column('id'))} FROM {quote(Task._meta.db_table)} "
             f"WHERE {quote(_column('pod_owner'))} = %s AND {quote(_column('status'))} = %s "

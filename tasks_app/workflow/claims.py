@@ -250,16 +250,14 @@ LEFT JOIN LATERAL (
 
 
 def _sql_order(status, alias):
-    """Return ``ordering.COLUMN_KEYS[status]`` as an SQL ORDER BY list over ``alias``."""
-    terms = []
-    for name, desc in ordering.COLUMN_KEYS[status]:
-        column = (
-            f"CASE WHEN {alias}.handoff_from_id IS NULL THEN 0 ELSE 1 END"
-            if name == "carries_baton"
-            else f"{alias}.{name}"
-        )
-        terms.append(f"{column} {'DESC' if desc else 'ASC'} NULLS LAST")
-    return ", ".join(terms)
+    """Return ``ordering``'s order of ``status`` as SQL over the table alias ``alias``."""
+
+    def column(name):
+        if name == "carries_baton":
+            return f"CASE WHEN {alias}.handoff_from_id IS NULL THEN 0 ELSE 1 END"
+        return f"{alias}.{name}"
+
+    return ordering.sql_order(status, column)
 
 
 TASK_ATTNAMES = [f.attname for f in Task._meta.concrete_fields]
