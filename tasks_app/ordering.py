@@ -6,7 +6,7 @@ One definition, read by the claim (``workflow``), the board's pages (``board``),
 the manual position, then the oldest. This module imports no model, so ``models`` can use it.
 """
 
-from django.db.models import Case, F, IntegerField, Q, Value, When
+from django.db.models import F, Func, IntegerField, Q
 
 READY, ACTIVE, DONE = "ready", "active", "done"
 
@@ -31,13 +31,20 @@ COLUMN_KEYS["review"] = COLUMN_KEYS[ACTIVE]
 NULLABLE = frozenset({"started_at", "completed_at"})
 
 
+class CarriesBaton(Func):
+    """0 for fresh work (no ``handoff_from``), 1 for a task that carries a baton.
+
+    Written with literal 0 and 1, not bound parameters: SQLite matches an ORDER BY term to an
+    index expression only when the two are the same text, so a ``CASE … THEN ? ELSE ?`` would
+    make every claim sort the whole Ready column instead of walking ``task_claim_order``.
+    """
+
+    template = "CASE WHEN %(expressions)s IS NULL THEN 0 ELSE 1 END"
+    output_field = IntegerField()
+
+
 def carries_baton():
-    """0 for fresh work (no ``handoff_from``), 1 for a task that carries a baton."""
-    return Case(
-        When(handoff_from__isnull=True, then=Value(0)),
-        default=Value(1),
-        output_field=IntegerField(),
-    )
+    return CarriesBaton(F("handoff_from"))
 
 
 def _expression(name):
