@@ -134,6 +134,18 @@ def _rework_number(task_id):
     return int(task_id.rsplit(".fix", 1)[1])
 
 
+def over_wip(task):
+    """Return a warning when ``task`` is active in a lane now over its pod's WIP limit, else
+    "" (a person may move a card over the limit; the board says so)."""
+    pod = task.pod_owner
+    if task.status != Status.ACTIVE or pod.wip_limit is None:
+        return ""
+    active = Task.objects.filter(pod_owner_id=pod.pk, status=Status.ACTIVE).count()
+    if active <= pod.wip_limit:
+        return ""
+    return f"{pod.name} is over its WIP limit ({active}/{pod.wip_limit})."
+
+
 def lane_load(pod, counts):
     """Return the WIP figures of ``pod``'s lane from ``{(pod_id, status): n}``."""
     active = counts.get((pod.pk, Status.ACTIVE), 0)

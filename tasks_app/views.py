@@ -213,12 +213,12 @@ def move_view(request):
         return _back_to_board(request)
     html = board.render_cards([moved.pk], request)[moved.pk] + board.render_counts(filters)
     response = HttpResponse(html)
-    return _toast_trigger(
-        response,
-        f"{moved.pk} → {moved.pod_owner.name} · {moved.get_status_display()}",
-        level="success",
-        task_id=moved.pk,
-    )
+    text, level = f"{moved.pk} → {moved.pod_owner.name} · {moved.get_status_display()}", "success"
+    over = board.over_wip(moved)
+    if over:
+        # Allowed, but said: the lane is now over its WIP limit (its badge turns red too).
+        text, level = f"{text}. {over}", "warning"
+    return _toast_trigger(response, text, level=level, task_id=moved.pk)
 
 
 def _move_refused(request, refusal, task=None):

@@ -341,7 +341,7 @@ def test_the_board_shows_review_columns_paused_lanes_and_marks(make_task, pods, 
     html = web.get("/").content.decode()
     assert 'id="lane-DevPod-review"' in html and 'id="lane-QAPod-review"' not in html
     assert 'id="count-DevPod-review"' in html and 'id="count-QAPod-review"' not in html
-    assert "⏸ paused" in html
+    assert "‖ paused" in html
     assert "waiting on a human" in html and "Which DB?" in html
     assert "<b>1</b> waiting on a human" in html
     assert 'class="review-form"' in html
@@ -585,6 +585,20 @@ def test_admin_actions_decide_reviews_and_pause_pods(in_review, admin_client, po
         {"action": "resume", "_selected_action": [pods["QAPod"].pk]},
         follow=True,
     )
-    assert list(Event.objects.filter(kind="resumed").values_list("to_pod", flat=True)) == [
-        "QAPod"
-    ]
+    assert list(Event.objects.filter(kind="resumed").values_list("to_pod", flat=True)) == ["QAPod"]
+
+
+def test_a_move_over_the_wip_limit_is_allowed_with_a_warning(make_task, web):
+    import json
+
+    Pod.objects.filter(name="DevPod").update(wip_limit=1)
+    make_task("DEV-A", status="active", claimed_by="DevPod#1")
+    make_task("DEV-B")
+    response = web.post(
+        "/board/move/", {"task": "DEV-B", "version": 1, "to_status": "active"}, headers=HTMX
+    )
+    assert response.status_code == 200 and fresh("DEV-B").status == "active"
+    toast = json.loads(response["HX-Trigger"])["podboard:toast"]
+    assert toast["level"] == "warning"
+    assert "DevPod is over its WIP limit (2/1)" in toast["message"]
+    assert 'class="wip over"' in response.content.decode()

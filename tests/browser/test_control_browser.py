@@ -2,7 +2,8 @@
 each done on one board and seen live on a second one, without a reload.
 
 The tests share one server with its own database file (var/browser-control.sqlite3), so they
-never touch the other browser tests' server.
+never touch the other browser tests' server. Before any test acts, the board is photographed
+for docs/board.png: the Review column, a card waiting on a human, a rework loop.
 """
 
 import json
@@ -20,16 +21,16 @@ pytestmark = pytest.mark.browser
 
 USERNAME, PASSWORD = "lead", "lead-password-1"
 
-SEED = f"""
+SEED = """
 import json
-from django.contrib.auth import get_user_model
 from tasks_app import workflow
 from tasks_app.models import Pod, PodToken, Task
+from tests.browser.seeding import seed
 
-get_user_model().objects.create_user({USERNAME!r}, password={PASSWORD!r}, is_staff=True)
-qa = Pod.objects.create(name="QAPod", order=2)
-dev = Pod.objects.create(name="DevPod", order=1, review_required=True, reviewer=qa)
-Pod.objects.create(name="ProductPod", order=0)
+seed()  # the realistic board of the other browser tests (and the login)
+qa = Pod.objects.get(name="QAPod")
+Pod.objects.filter(name="DevPod").update(review_required=True, reviewer=qa)
+dev = Pod.objects.get(name="DevPod")
 
 def task(id, pod, **fields):
     fields.setdefault("title", "Task " + id)
@@ -44,13 +45,19 @@ task("QA-S1", qa, status="active", claimed_by="QAPod#1", title="Test the form",
      handoff_from_id="DEV-S1").depends_on.add("DEV-S1")
 task("DEV-Q1", dev, status="active", claimed_by="DevPod#2", title="Pick an auth provider")
 workflow.ask(task_id="DEV-Q1", instance="DevPod#2", question="OAuth or SAML first?")
-print(json.dumps({{"dev": PodToken.issue(pod=dev, label="browser")[1]}}))
+task("DEV-L1", dev, status="done", title="Export reports as CSV", task_type="build")
+task("QA-L1", qa, status="active", claimed_by="QAPod#2", title="Test the CSV export",
+     handoff_from_id="DEV-L1").depends_on.add("DEV-L1")
+workflow.send_back(task_id="QA-L1", instance="QAPod#2", to="DEV-L1",
+                   findings="Unicode names are cut at 20 characters in the export.")
+print(json.dumps({"dev": PodToken.issue(pod=dev, label="browser")[1]}))
 """
 
 
 @pytest.fixture(scope="module")
-def control_server(tmp_path_factory):
-    """A server on its own seeded SQLite file; yields ``(url, DevPod token)``."""
+def control_server(tmp_path_factory, browser):
+    """A server on its own seeded SQLite file; yields ``(url, DevPod token)`` once the board
+    is photographed for the docs."""
     db_path = ROOT / "var" / "browser-control.sqlite3"
     db_path.parent.mkdir(exist_ok=True)
     for suffix in ("", "-wal", "-shm"):
@@ -60,7 +67,21 @@ def control_server(tmp_path_factory):
     seeded = json.loads(run_django(SEED, env=env).strip().splitlines()[-1])
     log_path = tmp_path_factory.mktemp("control-daphne") / "daphne.log"
     with AsgiServer(env=env, server="daphne", log_path=log_path) as server:
+        photograph(browser, server.url)
         yield server.url, seeded["dev"]
+
+
+def photograph(browser, url):
+    """Save the board as docs/board.png (README): lanes with Review, a card waiting on a
+    human, a rework loop and the header's count."""
+    errors = []
+    page = open_board(browser, url, errors)
+    expect(page.locator('[id="task-DEV-Q1"] .waiting-human')).to_be_visible()
+    expect(page.locator("#lane-DevPod-review .card")).to_have_count(2)
+    page.set_viewport_size({"width": 1500, "height": 1100})
+    page.screenshot(path=str(ROOT / "docs" / "board.png"), full_page=True)
+    page.context.close()
+    assert errors == []
 
 
 def open_board(browser, url, errors, path="/"):
