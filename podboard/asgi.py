@@ -31,6 +31,7 @@ async def django_asgi_app(scope, receive, send):
         return await api_app(scope, receive, send)
     return await pages_app(scope, receive, send)
 
+
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 

@@ -3,6 +3,9 @@
 Every change of a task goes through ``tasks_app.workflow``: actions call their rule; adding a
 task is ``create_task``; the change form's save runs inside ``edit_task`` (one ``edited``
 Event); deleting is ``delete_tasks`` (a ``deleted`` Event that removes the card from boards).
+
+Why one module of this size: Django finds an app's admin in ``admin.py``; each ModelAdmin
+here is short, and the rules they call live in ``workflow``.
 """
 
 from django import forms

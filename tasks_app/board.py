@@ -268,17 +268,17 @@ def render_counts(filters=NO_FILTERS):
 
     Also refreshes each lane's WIP badge (``wip-<Pod>``). Two queries.
     """
-    pods = lane_pods(filters)
     counts = column_counts(filters)
-    lanes = []
-    for pod in pods:
-        lanes.append(
-            {
-                **lane_load(pod, counts),
-                "columns": [
-                    (status, counts.get((pod.pk, status), 0))
-                    for status, _ in lane_columns(pod, counts)
-                ],
-            }
-        )
+    lanes = [lane_counts(pod, counts) for pod in lane_pods(filters)]
     return render_to_string("tasks_app/board.html#counts", {"counts": lanes})
+
+
+def lane_counts(pod, counts):
+    """Return what ``board.html#counts`` shows for ``pod``'s lane: its WIP figures and the
+    count of each column it has, from ``{(pod_id, status): n}``."""
+    return {
+        **lane_load(pod, counts),
+        "columns": [
+            (status, counts.get((pod.pk, status), 0)) for status, _ in lane_columns(pod, counts)
+        ],
+    }

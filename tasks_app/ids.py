@@ -43,3 +43,23 @@ def rework_id(root, taken):
 def is_rework_id(task_id):
     """Return True for a rework id (``<root>.fix<n>``)."""
     return bool(_REWORK.search(task_id))
+
+
+# What a continuation takes over from the task it continues (rule 5); the rest is its own.
+CONTINUATION_CARRIES = (
+    "title",
+    "description",
+    "pod_owner",
+    "task_type",
+    "priority",
+    "handoff_mode",
+    "prompt",
+)
+
+
+def carried_over(task):
+    """Return the fields a continuation of ``task`` (a Task or a YAML record) starts with."""
+    return {
+        **{name: getattr(task, name) for name in CONTINUATION_CARRIES},
+        "inputs": dict(task.inputs or {}),
+    }

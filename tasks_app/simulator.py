@@ -15,6 +15,9 @@ the server's trace answer advises it (``capacity.advice``), and hand ``next_step
 
 The simulator only speaks HTTP (``httpx.Client``): it runs against a live server, or against
 Django in-process through any httpx transport in tests.
+
+Why one module of this size: the pods' behaviours share the scheduler, the HTTP client and the
+run's statistics; split apart they would pass those back and forth on every step.
 """
 
 import heapq

@@ -5,6 +5,9 @@ shown to the person with its ``detail`` and the HTTP status the API would give i
 Moving tasks and running actions needs ``tasks_app.change_task`` (``may_change_tasks``);
 other signed-in users get a read-only board and 403. Board pages hold one person's view and
 a CSRF token, so they are never cached (``Cache-Control: private, no-store``).
+
+Why one module of this size: the board, detail and import views share the permission,
+toast and refusal helpers; each view is a short function.
 """
 
 import json

@@ -24,7 +24,7 @@ from django.db.models import Count, Max
 from django.template.loader import render_to_string
 from django.utils import timezone
 
-from ..models import Event, EventKind, Pod, Status, Task
+from ..models import Event, EventKind, Pod, Task
 from .placement import next_in_column
 
 # Above this many cards in one frame, boards refresh instead of swapping card by card.
@@ -186,14 +186,7 @@ def lane_counts(pod_names, filters=None):
     )
     answer = {}
     for pod in pods:
-        active = counts.get((pod.pk, Status.ACTIVE), 0)
-        lane = {
-            "pod": pod,
-            "active": active,
-            "over_wip": pod.wip_limit is not None and active > pod.wip_limit,
-            "at_wip": pod.wip_limit is not None and active >= pod.wip_limit,
-            "columns": [(status, counts.get((pod.pk, status), 0)) for status, _ in board.COLUMNS],
-        }
+        lane = board.lane_counts(pod, counts)
         answer[pod.name] = render_to_string("tasks_app/board.html#counts", {"counts": [lane]})
     return answer
 

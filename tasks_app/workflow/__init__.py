@@ -46,7 +46,6 @@ def resume(*, pod, actor):
     return pause(pod=pod, actor=actor, paused=False)
 
 
-
 def expire_leases(*, now=None, batch=500):
     """Return every active task whose lease ran out to ready (rule 9), ``batch`` tasks per
     transaction; return how many."""

@@ -15,6 +15,9 @@
 
 People act with ``instance=None`` (the board, the detail page, the admin); pods with their
 instance name. Who may act at all is decided at the edge (API token, board permission).
+
+Why one module of this size: every human control is a short rule; they share the review and
+rework bookkeeping, and one place to read them all is what a person changing them needs.
 """
 
 from django.db import IntegrityError, transaction
@@ -131,7 +134,7 @@ def review(
 ):
     """Decide a task in Review: ``approve`` (→ done, rule 4) or ``changes_requested``.
 
-    Answers a ``Completion`` for an approval, the task for a change request. ``version``: the
+    Answers a ``Completion`` for an approval, the task when changes are requested. ``version``: the
     version the person saw (stale → ``conflict``). ``handoff_note``: the completion's note as
     a person edited it before approving (None keeps the pod's).
     """

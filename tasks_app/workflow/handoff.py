@@ -1,10 +1,14 @@
-"""Rules 4–7: complete, scale out, auto_handoff — how work passes from one task to the next."""
+"""Rules 4–7: complete, scale out, auto_handoff — how work passes from one task to the next.
+
+Why one module of this size: complete, scale out and auto_handoff share how successors are
+found, how a mode is resolved and how a note is written; together they are rule 4's story.
+"""
 
 from django.db.models import F, Q
 from django.utils import timezone
 
 from ..graph import Depends, find_cycle, successor_ids, waiting_for
-from ..ids import continuation_id, root_of
+from ..ids import carried_over, continuation_id, root_of
 from ..models import (
     AutoModeRule,
     Event,
@@ -365,15 +369,8 @@ def _continue(change, task, now, *, author, reason, note, author_pod=""):
     new_id = continuation_id(root, taken)
     continuation = Task.objects.create(
         id=new_id,
-        title=task.title,
-        description=task.description,
-        pod_owner=task.pod_owner,
+        **carried_over(task),
         status=Status.READY,
-        task_type=task.task_type,
-        priority=task.priority,
-        handoff_mode=task.handoff_mode,
-        prompt=task.prompt,
-        inputs=task.inputs,
         outputs=[],
         handoff_from=task,
         scale_root=chain,

@@ -23,6 +23,9 @@ Decisions beyond DESIGN.md:
   timestamps there stay the exact strings written.
 - A task that omits ``created_at`` is noted (``omitted_created_at``): a re-import keeps the
   time the task already has.
+
+Why one module of this size: the checks of one task directory read the same documents and
+record problems the same way; splitting them would split one pass over a file.
 """
 
 import os

@@ -12,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 from django.core.management.base import BaseCommand, CommandError
 
 from tasks_app import yamlio
-from tasks_app.ids import continuation_id, root_of
+from tasks_app.ids import carried_over, continuation_id, root_of
 from tasks_app.models import POD_NAME_RE
 
 DEFAULT_PODS = ("ProductPod", "DevPod", "QAPod")
@@ -203,15 +203,9 @@ def _scale_out(rng, original, status, *, taken):
     root = root_of(original.id, original.continuation_of)
     continuation = yamlio.TaskRecord(
         id=continuation_id(root, taken),
-        title=original.title,
-        pod_owner=original.pod_owner,
+        **carried_over(original),
         status=status,
-        task_type=original.task_type,
-        priority=original.priority,
-        handoff_mode=original.handoff_mode,
         handoff_from=original.id,
-        prompt=original.prompt,
-        inputs=dict(original.inputs),
         created_at=original.completed_at,
         continuation_of=root,
     )
