@@ -1,8 +1,8 @@
 """Benchmark the Pod API against a bare django-ninja floor, on the same database and machine.
 
-Start two uvicorn servers (the same number of workers each, free ports in 8100-8199) on one
-fresh database, seed ready DevPod tasks, then let 8 concurrent clients (threads with keep-alive
-httpx clients) run, one phase at a time:
+Start two uvicorn servers (the same number of workers each, on free ports) on one fresh
+database, seed ready DevPod tasks, then let 8 concurrent clients (threads with keep-alive httpx
+clients) run, one phase at a time:
 
 - ``bare floor``: ``POST /api/_floor`` on ``bench/floor_app.py``, a django-ninja app of its own
   with no PodBoard code or middleware: the bearer-token lookup and one atomic UPDATE. The
@@ -27,56 +27,31 @@ and each operation's p95/p50.
 import argparse
 import json
 import os
-import random
-import socket
 import statistics
 import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urlparse, urlunparse
 
 import httpx
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from tests.support.databases import recreate_database  # noqa: E402
+from tests.support.servers import AsgiServer, django_env  # noqa: E402
+
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/benchpb"
-PORTS = range(8100, 8200)
-
-
-def free_port():
-    ports = list(PORTS)
-    random.shuffle(ports)
-    for port in ports:
-        with socket.socket() as sock:
-            try:
-                sock.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            return port
-    raise SystemExit("no free port in 8100-8199")
 
 
 # The database ----------------------------------------------------------------------------------
-
-
-def fresh_postgres(url):
-    """Drop and recreate the database named in ``url``."""
-    import psycopg
-
-    parts = urlparse(url)
-    name = parts.path.lstrip("/")
-    admin = urlunparse(parts._replace(scheme="postgresql", path="/postgres"))
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        conn.execute(f'CREATE DATABASE "{name}"')
 
 
 def seed(tasks, clients):
     """Create the pods, ``tasks`` ready DevPod tasks; print one DevPod token per client."""
     import django
 
-    sys.path.insert(0, str(ROOT))
     django.setup()
     from tasks_app.models import Pod, PodToken, Task
 
@@ -131,59 +106,14 @@ PODBOARD_APP = "podboard.asgi:application"
 FLOOR_APP = "bench.floor_app:application"
 
 
-def start_server(database_url, port, workers, app=PODBOARD_APP, extra_env=None):
-    env = {
-        **os.environ,
-        "DATABASE_URL": database_url,
-        "PODBOARD_BENCH_FLOOR": "1",
-        "DJANGO_SETTINGS_MODULE": "podboard.settings",
-        "LOG_LEVEL": "ERROR",
-        **(extra_env or {}),
-    }
+def start_server(database_url, workers, app=PODBOARD_APP, extra_env=None):
+    """Start ``app`` under uvicorn on a free port; return the running ``AsgiServer``."""
+    env = django_env(
+        database_url=database_url, PODBOARD_BENCH_FLOOR="1", LOG_LEVEL="ERROR", **(extra_env or {})
+    )
     if app == FLOOR_APP:
         env.pop("DJANGO_SETTINGS_MODULE")  # the floor configures itself
-    process = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "uvicorn",
-            app,
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-            "--lifespan",
-            "off",
-            "--log-level",
-            "warning",
-            "--no-access-log",
-        ],
-        cwd=ROOT,
-        env=env,
-    )
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"http://127.0.0.1:{port}/api/openapi.json", timeout=2).status_code == 200:
-                return process
-        except httpx.HTTPError:
-            pass
-        if process.poll() is not None:
-            raise SystemExit(f"{app} exited before it answered")
-        time.sleep(0.2)
-    process.terminate()
-    raise SystemExit(f"{app} did not answer within 60 s")
-
-
-def stop_server(process):
-    process.terminate()
-    try:
-        process.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
+    return AsgiServer(env=env, workers=workers, app=app).start()
 
 
 def cpu_seconds(pid):
@@ -333,17 +263,16 @@ def main():
         database_url = f"sqlite:///{sqlite_path}"
     else:
         database_url = args.database_url
-        fresh_postgres(database_url)
+        recreate_database(database_url)
     floor_env = {}
     if args.sqlite and args.floor_backend == "podboard":
         floor_env["FLOOR_SQLITE_ENGINE"] = "podboard.sqlite_backend"
     servers = []
     try:
         tokens = prepare(database_url, args.tasks, args.clients)
-        port, floor_port = free_port(), free_port()
-        servers.append(start_server(database_url, port, args.workers))
-        servers.append(start_server(database_url, floor_port, args.workers, FLOOR_APP, floor_env))
-        base, bare = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{floor_port}"
+        servers.append(start_server(database_url, args.workers))
+        servers.append(start_server(database_url, args.workers, FLOOR_APP, floor_env))
+        base, bare = servers[0].url, servers[1].url
         for url in (base, bare):
             probe = httpx.post(
                 f"{url}/api/_floor", headers={"Authorization": f"Bearer {tokens[0]}"}, timeout=10
@@ -356,7 +285,7 @@ def main():
         # Warm every worker's connections and imports.
         Phase("warm-up", 1.5).run(bare, tokens, floor_step)
         Phase("warm-up", 1.5).run(base, tokens, floor_step)
-        podboard, floor_server = servers
+        podboard, floor_server = (server.process for server in servers)
         phases = [
             Phase("bare floor", args.seconds).run(bare, tokens, floor_step, floor_server),
             Phase("floor", args.seconds).run(base, tokens, floor_step, podboard),
@@ -367,7 +296,7 @@ def main():
         ]
     finally:
         for server in servers:
-            stop_server(server)
+            server.stop()
         if sqlite_path is not None:
             for suffix in ("", "-wal", "-shm"):
                 Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)

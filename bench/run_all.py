@@ -66,11 +66,18 @@ SECTIONS = [
         "api",
         "Claim throughput and latency vs the framework floor",
         "bench_api.py",
-        quick=["--seconds", "3", "--tasks", "5000"],
         intro=(
             "Pods pulling and completing through the HTTP API (`next` → `complete`), compared "
-            "with the floor below: a trivial endpoint on the same stack, and bare SQL."
+            "in the same run with a bare django-ninja endpoint (its own ASGI app, no PodBoard "
+            "middleware: bearer lookup + one atomic UPDATE) and with PodBoard's own floor "
+            "route: on PostgreSQL with 2 workers, and on the embedded default (SQLite, one "
+            "process)."
         ),
+        runs=[([], {}), (["--sqlite", "--workers", "1"], {})],
+        quick_runs=[
+            (["--seconds", "3", "--tasks", "5000"], {}),
+            (["--sqlite", "--workers", "1", "--seconds", "3", "--tasks", "5000"], {}),
+        ],
     ),
     Section(
         "board",
@@ -115,6 +122,13 @@ SECTIONS = [
         ),
         runs=[([], {}), (["--postgres"], {})],
         quick_runs=[(["--rounds", "8", "--idle-seconds", "10"], {})],
+    ),
+    Section(
+        "metrics",
+        "Flow metrics at 1M events",
+        "bench_metrics.py",
+        intro="`GET /api/metrics/flow` on PostgreSQL with 100,000 tasks and 1,000,000 Events.",
+        quick=["--tasks", "10000"],
     ),
     Section(
         "stress",
@@ -252,7 +266,7 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes in every bench")
     parser.add_argument("--full-stress", action="store_true", help="run stress.py --full")
-    parser.add_argument("--only", help="comma-separated sections: api,board,live,yaml,stress")
+    parser.add_argument("--only", help="comma-separated sections: api,board,live,yaml,push,metrics,stress")
     parser.add_argument("--output", default=str(REPORT), help="where to write the report")
     args = parser.parse_args(argv)
     wanted = set(args.only.split(",")) if args.only else {s.key for s in SECTIONS}
