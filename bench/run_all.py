@@ -266,7 +266,9 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes in every bench")
     parser.add_argument("--full-stress", action="store_true", help="run stress.py --full")
-    parser.add_argument("--only", help="comma-separated sections: api,board,live,yaml,push,metrics,stress")
+    parser.add_argument(
+        "--only", help="comma-separated sections: api,board,live,yaml,push,metrics,stress"
+    )
     parser.add_argument("--output", default=str(REPORT), help="where to write the report")
     args = parser.parse_args(argv)
     wanted = set(args.only.split(",")) if args.only else {s.key for s in SECTIONS}
