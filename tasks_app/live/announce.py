@@ -12,22 +12,18 @@ the request that made the change, so the pod API pays almost nothing for open bo
     ``refresh`` (``import``, ``batch``) with ``count`` when card-by-card updates would not do.
 """
 
-import asyncio
 import logging
-import os
 import time
 
-from asgiref.sync import SyncToAsync, async_to_sync
 from channels.layers import get_channel_layer
 
+from .. import groups
 from ..models import EventKind
 from .changes import REFRESH_OVER_CARDS, TOUCHING_KEYS, touched
 
 log = logging.getLogger(__name__)
 
 BOARD_GROUP = "board"
-
-_pending_sends = set()  # keeps fire-and-forget sends alive until they finish
 
 
 def publish(events):
@@ -86,42 +82,4 @@ def send(message):
 
         deliver_locally(message)
         return
-    try:
-        loop = asyncio.get_running_loop()
-    except RuntimeError:
-        loop = None
-    if loop is not None:
-        # On the loop's own thread async_to_sync refuses: schedule the send instead.
-        _start_send(layer, message)
-        return
-    server_loop = _server_loop()
-    if server_loop is not None:
-        # A request's thread under ASGI: hand the send to the server's loop and return at
-        # once, instead of waiting for the loop (busy with sockets) to get round to it.
-        server_loop.call_soon_threadsafe(_start_send, layer, message)
-        return
-    # A command, a thread of its own: send and wait (on a loop of its own if need be).
-    async_to_sync(layer.group_send)(BOARD_GROUP, message)
-
-
-def _server_loop():
-    """Return the running event loop whose ``sync_to_async`` started this thread, or None."""
-    local = SyncToAsync.threadlocal
-    if getattr(local, "main_event_loop_pid", None) != os.getpid():
-        return None
-    loop = getattr(local, "main_event_loop", None)
-    if loop is None or loop.is_closed() or not loop.is_running():
-        return None
-    return loop
-
-
-def _start_send(layer, message):
-    task = asyncio.get_running_loop().create_task(layer.group_send(BOARD_GROUP, message))
-    _pending_sends.add(task)
-    task.add_done_callback(_sent)
-
-
-def _sent(task):
-    _pending_sends.discard(task)
-    if not task.cancelled() and task.exception() is not None:
-        log.error("could not announce to boards", exc_info=task.exception())
+    groups.send(layer, [(BOARD_GROUP, message)], what="announce to boards")
