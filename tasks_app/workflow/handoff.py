@@ -26,48 +26,11 @@ from .runner import RuleError, invalid
 from .trace import append_trace
 
 
-def complete(
-    change,
-    *,
-    task_id,
-    instance=None,
-    actor="",
-    outputs=None,
-    handoff_note="",
-    reasoning_trace=None,
-    chain_of_thought=None,
-    token_count=None,
-    handoff_to_same_pod=False,
-    reason="",
-    author_pod="",
-    next_steps=None,
-    mode=None,
-):
+def complete(change, *, task_id, **completion):
     """Complete an active task and start its successors by its handoff mode (rule 4), or hand
-    the rest of the work to another instance of the same pod (rule 5).
-
-    ``instance`` is the pod instance acting; None when a person (``actor``) completes it.
-    ``author_pod`` is the pod whose token acts, recorded on the notes and trace steps.
-    ``next_steps`` (strings) reach the successors' start contexts; ``mode`` (sync/async) is the
-    pod's own choice for an ``auto`` task, instead of the auto rules.
-    """
-    task = lock(task_id)
-    return finish(
-        change,
-        task,
-        instance=instance,
-        actor=actor,
-        outputs=outputs,
-        handoff_note=handoff_note,
-        reasoning_trace=reasoning_trace,
-        chain_of_thought=chain_of_thought,
-        token_count=token_count,
-        handoff_to_same_pod=handoff_to_same_pod,
-        reason=reason,
-        author_pod=author_pod,
-        next_steps=next_steps,
-        mode=mode,
-    )
+    the rest of the work to another instance of the same pod (rule 5). ``completion``: the
+    arguments of ``finish``."""
+    return finish(change, lock(task_id), **completion)
 
 
 def finish(
@@ -87,7 +50,13 @@ def finish(
     next_steps=None,
     mode=None,
 ):
-    """``complete`` for a task already locked (the move rule calls it too)."""
+    """``complete`` for a task already locked (the move and review rules call it too).
+
+    ``instance`` is the pod instance acting; None when a person (``actor``) completes it.
+    ``author_pod`` is the pod whose token acts, recorded on the notes and trace steps.
+    ``next_steps`` (strings) reach the successors' start contexts; ``mode`` (sync/async) is the
+    pod's own choice for an ``auto`` task, instead of the auto rules.
+    """
     author = instance or actor
     if task.status == Status.DONE:
         return _repeated_completion(task, instance)
