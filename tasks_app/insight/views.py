@@ -1,4 +1,5 @@
-"""The insight pages: flow metrics, the tasks behind a bar, a delivery chain, Prometheus."""
+"""The insight pages: flow metrics, the tasks behind a bar, a delivery chain, the activity
+feed, Prometheus."""
 
 from datetime import UTC, date, datetime, time, timedelta
 
@@ -10,7 +11,7 @@ from django.views.decorators.http import require_GET
 
 from ..models import Pod, Task
 from ..views import login_required_htmx
-from . import chains, prometheus
+from . import chains, feed, prometheus
 from .flow import DEFAULT_DAYS, MAX_DAYS, MODES, STATUSES, done_in, flow_metrics
 
 DAY_CHOICES = (7, 14, 30, 90, 180, 365)
@@ -145,3 +146,63 @@ def prometheus_metrics(request):
         return response
     body, content_type = prometheus.exposition(request.headers.get("Accept", ""))
     return HttpResponse(body, content_type=content_type)
+
+
+# The activity feed -----------------------------------------------------------------------------
+
+
+def _int(value, default=None):
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default
+
+
+@never_cache
+@require_GET
+@login_required_htmx
+def activity_page(request):
+    """The latest Events, newest first, filtered by pod and kind; ``before`` pages back."""
+    filters = feed.Filters.from_query(request.GET)
+    before = _int(request.GET.get("before"))
+    rows, older = feed.feed_page(filters, before=before)
+    context = {
+        "rows": rows,
+        "older": older,
+        "before": before,
+        "filters": filters,
+        "filter_query": filters.query_string(),
+        "all_pods": list(Pod.objects.order_by("order", "name").values_list("name", flat=True)),
+        "kinds": feed.KIND_LABELS.items(),
+        # The live poll starts after the newest Event there is (a filter may hide it).
+        "after": feed.latest_id() if before is None else None,
+    }
+    return render(request, "tasks_app/activity.html", context)
+
+
+@never_cache
+@require_GET
+@login_required_htmx
+def activity_rows(request):
+    """Feed rows as an HTML fragment, for the live poll and the board's drawer.
+
+    With ``after``: the Events above that id (and the last seconds' Events just below it,
+    which a slower transaction may have committed after a newer one; the page skips the rows
+    it shows already), or 204 when there are none. Without: the newest page (``limit``).
+    The ``PodBoard-Feed-After`` header says where the next poll starts.
+    """
+    filters = feed.Filters.from_query(request.GET)
+    after = _int(request.GET.get("after"))
+    if after is None:
+        rows, _older = feed.feed_page(filters, limit=_int(request.GET.get("limit"), 30))
+        newest, more = feed.latest_id(), False
+    else:
+        rows, more = feed.newer_than(filters, after)
+        newest = max([after, *(r.id for r in rows)])
+        if not rows:
+            response = HttpResponse(status=204)
+            response["PodBoard-Feed-After"] = str(newest)
+            return response
+    response = render(request, "tasks_app/activity.html#rows", {"rows": rows, "more": more})
+    response["PodBoard-Feed-After"] = str(newest)
+    return response
