@@ -4,30 +4,43 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# One stamp per install: running needs only the package, tests and tools add the [test] extras.
+RUN_STAMP := $(VENV)/.installed-run
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: run test test-fast lint bench stress clean
+.PHONY: run test lint bench stress reset clean
 
-$(VENV)/.installed: pyproject.toml
+$(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
+
+$(RUN_STAMP): pyproject.toml | $(PY)
+	$(PY) -m pip install --quiet -e .
+	touch $@
+
+$(TEST_STAMP): pyproject.toml $(RUN_STAMP)
 	$(PY) -m pip install --quiet -e ".[test]"
 	touch $@
 
-run: $(VENV)/.installed
+run: $(RUN_STAMP)
 	$(PY) manage.py demo --host $(HOST) --port $(PORT)
 
-test: $(VENV)/.installed
+test: $(TEST_STAMP)
 	bin/test
 
-lint: $(VENV)/.installed
+lint: $(TEST_STAMP)
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
-bench: $(VENV)/.installed
+bench: $(TEST_STAMP)
 	$(PY) bench/run_all.py
 
-stress: $(VENV)/.installed
+stress: $(TEST_STAMP)
 	$(PY) bench/stress.py --full
 
-clean:
-	rm -rf $(VENV) var db.sqlite3 db.sqlite3-wal db.sqlite3-shm
+# A fresh start that keeps the installed virtualenv: the demo database and run files go.
+reset:
+	rm -rf var db.sqlite3 db.sqlite3-wal db.sqlite3-shm
+
+clean: reset
+	rm -rf $(VENV)

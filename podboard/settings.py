@@ -92,6 +92,8 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "tasks_app.middleware.PermissionsPolicyMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Below WhiteNoise (static files skip it), above everything that writes a page's body.
+    "tasks_app.middleware.PageCompressionMiddleware",
     "tasks_app.middleware.BodySizeLimitMiddleware",
     "tasks_app.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

@@ -1,9 +1,10 @@
-"""Request guards: body size for the API, security headers, and a clear page when the
-database is not ready."""
+"""Request guards: body size for the API, security headers, page compression, and a clear page
+when the database is not ready."""
 
 from django.conf import settings
 from django.db.utils import OperationalError, ProgrammingError
 from django.http import HttpResponse, JsonResponse
+from django.middleware.gzip import GZipMiddleware
 
 
 class BodySizeLimitMiddleware:
@@ -47,6 +48,23 @@ class PermissionsPolicyMiddleware:
         if policy:
             response.headers.setdefault("Permissions-Policy", policy)
         return response
+
+
+class PageCompressionMiddleware(GZipMiddleware):
+    """Gzip the pages for clients that accept it; never ``/api/`` (its server chain leaves this
+    layer out as well) nor bodies that are compressed already (zip exports, images).
+
+    BREACH: a page's one secret is its CSRF token, masked afresh for every response, and Django
+    pads each gzip stream with random bytes. API JSON stays uncompressed: it puts what one pod
+    sent beside what others wrote. docs/operations.md#security records the choice."""
+
+    PRECOMPRESSED = ("application/zip", "image/png", "image/jpeg", "image/webp", "font/woff2")
+
+    def process_response(self, request, response):
+        content_type = response.get("Content-Type", "").split(";")[0].strip().lower()
+        if content_type in self.PRECOMPRESSED or request.path.startswith("/api/"):
+            return response
+        return super().process_response(request, response)
 
 
 MIGRATE_HINT = "The database has no PodBoard tables yet: run `python manage.py migrate`."

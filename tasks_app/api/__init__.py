@@ -9,14 +9,23 @@ from . import errors
 from .control import router as control_router
 from .routes import router
 
-api = NinjaAPI(
+
+class PodBoardAPI(NinjaAPI):
+    """The API, whose OpenAPI ``servers`` entry is read when the document is built: the demo
+    sets ``PODBOARD_PUBLIC_URL`` to the port it serves after the URLs are loaded."""
+
+    def get_openapi_schema(self, *args, **kwargs):
+        self.servers = [{"url": settings.PODBOARD_PUBLIC_URL}]
+        return super().get_openapi_schema(*args, **kwargs)
+
+
+api = PodBoardAPI(
     title="PodBoard",
     version="1.0",
     description=(
         "The task system of a chain of AI agent pods. A pod pulls its next task, traces its "
         "work, completes it with a handoff note, and the next pod takes the baton."
     ),
-    servers=[{"url": settings.PODBOARD_PUBLIC_URL}],
     openapi_url="/openapi.json",
     docs_url="/docs",
     # Swagger UI from ninja's own static files ("ninja" in INSTALLED_APPS), and no call to the
