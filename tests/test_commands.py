@@ -32,7 +32,9 @@ def write_examples(root):
 def test_demo_setup_loads_examples_into_an_empty_database_and_creates_the_login(
     db, tmp_path, capsys
 ):
-    call_command("demo", no_serve=True, examples=str(write_examples(tmp_path)), port=8411)
+    call_command(
+        "demo", no_serve=True, examples=str(write_examples(tmp_path)), port=8411, history=0
+    )
     out = capsys.readouterr().out
 
     assert set(Task.objects.values_list("pk", flat=True)) == {"PROD-1", "DEV-1"}
@@ -55,7 +57,7 @@ def test_demo_setup_keeps_existing_tasks_and_password(db, tmp_path, make_task, c
 
 
 def test_demo_setup_without_an_example_directory_starts_empty(db, tmp_path, capsys):
-    call_command("demo", no_serve=True, examples=str(tmp_path / "missing"))
+    call_command("demo", no_serve=True, examples=str(tmp_path / "missing"), history=0)
     assert "No example directory" in capsys.readouterr().out
     assert not Task.objects.exists()
 

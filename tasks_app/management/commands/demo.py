@@ -17,6 +17,7 @@ from django.conf import settings
 from django.contrib.auth import get_user_model
 from django.core.management import call_command
 from django.core.management.base import BaseCommand, CommandError
+from django.db import transaction
 from django.utils import timezone
 
 from tasks_app import yamlio
@@ -30,12 +31,14 @@ from tasks_app.cli import (
     sweep_forever,
     wait_for_server,
 )
+from tasks_app.history import fill as fill_history
 from tasks_app.models import Pod, PodToken, Task
 from tasks_app.push.worker import Worker
 
 DEMO_USERNAME = "demo"
 DEMO_PASSWORD = "podboard-demo"
 DEMO_LEASE_SECONDS = 20
+DEMO_HISTORY_DAYS, DEMO_HISTORY_TASKS = 14, 600
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1", "[::1]"}
 
 
@@ -52,6 +55,14 @@ class Command(BaseCommand):
             "--examples",
             default=str(Path(settings.BASE_DIR) / "examples/tasks"),
             help="Task directory loaded when the database has no tasks.",
+        )
+        parser.add_argument(
+            "--history",
+            type=int,
+            default=DEMO_HISTORY_DAYS,
+            metavar="DAYS",
+            help="Days of past work written before the examples into an empty database, so "
+            "the flow metrics have something to show (default %(default)s; 0 for none).",
         )
         parser.add_argument(
             "--no-serve",
@@ -79,7 +90,7 @@ class Command(BaseCommand):
 
     def handle(self, *args, **options):
         check_simulator_options(options)
-        self.prepare(examples=Path(options["examples"]))
+        self.prepare(examples=Path(options["examples"]), history_days=options["history"])
         url = f"http://{_url_host(options['host'])}:{options['port']}"
         self.banner(url, options["host"])
         if options["no_serve"]:
@@ -99,25 +110,18 @@ class Command(BaseCommand):
 
     # Setup -----------------------------------------------------------------------------------
 
-    def prepare(self, *, examples):
-        """Migrate, load the example tasks into an empty database, ensure the demo login."""
+    def prepare(self, *, examples, history_days=0):
+        """Migrate, fill an empty database with past work and the example tasks, ensure the
+        demo login."""
         call_command("migrate", interactive=False, verbosity=0)
         self.stdout.write("Database is migrated.")
         if Task.objects.exists():
             self.stdout.write(f"Keeping the {Task.objects.count()} task(s) already loaded.")
-        elif examples.is_dir():
-            try:
-                summary = yamlio.import_directory(examples, actor="demo")
-            except yamlio.ImportErrors as exc:
-                raise CommandError(f"The examples in {examples} do not load:\n{exc}") from exc
-            self.stdout.write(f"Loaded the examples from {examples}: {describe_import(summary)}")
-            self.show_review()
         else:
-            self.stdout.write(
-                self.style.WARNING(
-                    f"No example directory at {examples}; starting with an empty board."
-                )
-            )
+            with transaction.atomic():  # examples that do not load leave no history behind
+                if history_days > 0:
+                    self.write_history(history_days)
+                self.load_examples(examples)
         users = get_user_model()
         user = users.objects.filter(username=DEMO_USERNAME).first()
         if user is None:
@@ -125,6 +129,30 @@ class Command(BaseCommand):
             self.password_note = f"password {DEMO_PASSWORD}"
         else:
             self.password_note = f"password unchanged (created as {DEMO_PASSWORD})"
+
+    def write_history(self, days):
+        """Fill the empty database with ``days`` of past work, before the examples so the
+        Event sequence runs in time order (DevPod's work went through QAPod's review)."""
+        written = fill_history(count=DEMO_HISTORY_TASKS, days=days, review={"DevPod": "QAPod"})
+        self.stdout.write(
+            f"Wrote {days} days of past work for the flow metrics: {written['tasks']} task(s), "
+            f"{written['events']} event(s)."
+        )
+
+    def load_examples(self, examples):
+        if not examples.is_dir():
+            self.stdout.write(
+                self.style.WARNING(
+                    f"No example directory at {examples}; starting with an empty board."
+                )
+            )
+            return
+        try:
+            summary = yamlio.import_directory(examples, actor="demo")
+        except yamlio.ImportErrors as exc:
+            raise CommandError(f"The examples in {examples} do not load:\n{exc}") from exc
+        self.stdout.write(f"Loaded the examples from {examples}: {describe_import(summary)}")
+        self.show_review()
 
     def show_review(self):
         """Put DevPod's work through review, decided by QAPod (or a person on the board first),

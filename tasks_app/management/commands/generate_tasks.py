@@ -1,9 +1,14 @@
 """``manage.py generate_tasks N DIR``: write a synthetic task directory (for demos and benchmarks).
+``manage.py generate_tasks N --history DAYS``: fill the database with N tasks' worth of past
+work over the last DAYS days, with the Events the rules would have recorded, so the flow
+metrics, the cumulative flow and the activity feed have something to show. That history is
+seeding: ``tasks_app.history`` writes its rows in bulk, past timestamps and all, not through
+the rule runner (nothing is announced to open boards, no webhook is sent).
 
-Features run down the pod chain (ProductPod → DevPod → QAPod by default): the middle stages
-fan out into one or two tasks, the next stage fans back in, some features wait for the one
-before, some tasks were scaled out, and done work carries notes, traces and thoughts. The same
-``--seed`` gives the same bytes.
+In a directory, features run down the pod chain (ProductPod → DevPod → QAPod by default):
+the middle stages fan out into one or two tasks, the next stage fans back in, some features
+wait for the one before, some tasks were scaled out, and done work carries notes, traces and
+thoughts. The same ``--seed`` gives the same bytes.
 """
 
 import random
@@ -12,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 from django.core.management.base import BaseCommand, CommandError
 
 from tasks_app import yamlio
+from tasks_app.history import fill as fill_history
+from tasks_app.history import id_prefixes
 from tasks_app.ids import carried_over, continuation_id, root_of
 from tasks_app.models import POD_NAME_RE
 
@@ -35,22 +42,10 @@ TYPES = {0: "spec", -1: "qa"}
 MODES = ("sync", "async", "auto")
 
 
-def _prefixes(pods):
-    """Return a short, unique id prefix per pod: ProductPod → PROD, DevPod → DEV, QAPod → QA."""
-    prefixes = {}
-    for pod in pods:
-        stem = pod[:-3] if pod.endswith("Pod") and len(pod) > 3 else pod
-        prefix = stem.upper()[:4]
-        while prefix in prefixes.values():
-            prefix += "X"
-        prefixes[pod] = prefix
-    return prefixes
-
-
 def generate(count, *, seed=0, pods=DEFAULT_PODS):
     """Return ``(pod_records, task_records)``: ``count`` tasks over the chain ``pods``."""
     rng = random.Random(seed)
-    prefixes = _prefixes(pods)
+    prefixes = id_prefixes(pods)
     pod_records = [
         yamlio.PodRecord(
             name=name,
@@ -254,11 +249,22 @@ def _write_notes(rng, record, successors, kept):
 
 
 class Command(BaseCommand):
-    help = "Write a synthetic task directory of N tasks to DIR (deterministic for a --seed)."
+    help = (
+        "Write a synthetic task directory of N tasks to DIR, or with --history DAYS fill the "
+        "database with N tasks of past work over DAYS days (deterministic for a --seed)."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("count", type=int, metavar="N")
-        parser.add_argument("directory", metavar="DIR")
+        parser.add_argument("directory", metavar="DIR", nargs="?")
+        parser.add_argument(
+            "--history",
+            type=int,
+            metavar="DAYS",
+            help="Instead of a directory: write N tasks of past work over the last DAYS days "
+            "into the database (Events in bulk: claims, batons, stalls, scale-outs, reviews, "
+            "send-backs).",
+        )
         parser.add_argument("--seed", type=int, default=0)
         parser.add_argument(
             "--pods",
@@ -266,13 +272,24 @@ class Command(BaseCommand):
             help="The pod chain, comma-separated (default: %(default)s).",
         )
 
-    def handle(self, *, count, directory, seed, pods, **options):
+    def handle(self, *, count, directory, seed, pods, history=None, **options):
         if count < 1:
             raise CommandError("N must be at least 1.")
         names = [p.strip() for p in pods.split(",") if p.strip()]
         bad = [p for p in names if not POD_NAME_RE.match(p)]
         if not names or bad or len(set(names)) != len(names):
             raise CommandError(f"--pods needs distinct pod names; got {pods!r}.")
+        if (directory is None) == (history is None):
+            raise CommandError("Give either DIR or --history DAYS.")
+        if history is not None:
+            if history < 1:
+                raise CommandError("--history DAYS must be at least 1.")
+            written = fill_history(count=count, days=history, pods=names, seed=seed)
+            self.stdout.write(
+                f"Wrote {written['tasks']} task(s) and {written['events']} event(s) of past work "
+                f"over {history} day(s) for {', '.join(names)}."
+            )
+            return
         pod_records, records = generate(count, seed=seed, pods=names)
         yamlio.write_directory(directory, pods=pod_records, records=records)
         self.stdout.write(f"Wrote {len(records)} task(s) for {', '.join(names)} to {directory}.")
