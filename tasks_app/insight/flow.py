@@ -548,18 +548,20 @@ def _cfd(d, params, window, names):
             FROM ev
             WINDOW w AS (PARTITION BY {d.binary("task_key")} ORDER BY created_at, id)
         ),
+        -- One pass over seq (so PostgreSQL need not materialize it): each row gives the
+        -- state a day began with (side -1) and the one it ended with (side 1).
         marks AS (
-            SELECT day, b_pod AS pod, b_status AS status, -1 AS delta FROM seq
-            WHERE (prev_day IS NULL OR prev_day <> day) AND b_status <> ''
-            UNION ALL
             SELECT day,
-                CASE WHEN a_status <> '' THEN a_pod
-                    ELSE {after_import("from_pod", current_pod)} END,
-                CASE WHEN a_status <> '' THEN a_status
-                    ELSE {after_import("from_status", current_status)} END,
-                1
-            FROM seq
-            WHERE (next_day IS NULL OR next_day <> day) AND (a_status <> '' OR a_pod IS NOT NULL)
+                CASE WHEN side = -1 THEN b_pod WHEN a_status <> '' THEN a_pod
+                    ELSE {after_import("from_pod", current_pod)} END AS pod,
+                CASE WHEN side = -1 THEN b_status WHEN a_status <> '' THEN a_status
+                    ELSE {after_import("from_status", current_status)} END AS status,
+                side AS delta
+            FROM seq CROSS JOIN (SELECT -1 AS side UNION ALL SELECT 1) sides
+            WHERE CASE WHEN side = -1
+                THEN (prev_day IS NULL OR prev_day <> day) AND b_status <> ''
+                ELSE (next_day IS NULL OR next_day <> day) AND (a_status <> '' OR a_pod IS NOT NULL)
+                END
         )
         SELECT day, pod, status, SUM(delta) FROM marks
         WHERE pod IS NOT NULL AND status IS NOT NULL
