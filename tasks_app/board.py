@@ -7,7 +7,7 @@ Every function here issues a constant number of queries, whatever the number of 
 
 from dataclasses import dataclass
 
-from django.db.models import Count, Q
+from django.db.models import Case, Count, IntegerField, Q, Value, When
 from django.template.loader import render_to_string
 
 from . import ordering
@@ -53,11 +53,31 @@ class Filters:
     def apply(self, tasks):
         if self.pod:
             tasks = tasks.filter(pod_owner__name=self.pod)
+        narrowing = self.narrowing()
+        return tasks if narrowing is None else tasks.filter(narrowing)
+
+    def narrowing(self):
+        """Return the ``Q`` of the type and text filters, None when neither is set (a pod
+        filter only hides other lanes)."""
+        if not (self.task_type or self.q):
+            return None
+        q = Q()
         if self.task_type:
-            tasks = tasks.filter(task_type=self.task_type)
+            q &= Q(task_type=self.task_type)
         if self.q:
-            tasks = tasks.filter(Q(id__icontains=self.q) | Q(title__icontains=self.q))
-        return tasks
+            q &= Q(id__icontains=self.q) | Q(title__icontains=self.q)
+        return q
+
+    def order(self, status):
+        """Return the ``order_by`` of a column: the claim order, with a task whose id is the
+        search text first (searching "DEV-101" puts DEV-101 before DEV-1010…)."""
+        keys = ordering.column_order(status)
+        if not self.q:
+            return keys
+        exact = Case(
+            When(id__iexact=self.q, then=Value(0)), default=Value(1), output_field=IntegerField()
+        )
+        return [exact.asc(), *keys]
 
 
 NO_FILTERS = Filters()
@@ -72,13 +92,31 @@ def lane_pods(filters=NO_FILTERS):
 
 def column_counts(filters=NO_FILTERS):
     """Return ``{(pod_id, status): n}`` for the filtered tasks, in one query."""
-    rows = (
-        filters.apply(Task.objects.all())
-        .order_by()
-        .values_list("pod_owner_id", "status")
-        .annotate(n=Count("pk"))
-    )
-    return {(pod_id, status): n for pod_id, status, n in rows}
+    return counts_and_active(filters)[0]
+
+
+def counts_and_active(filters=NO_FILTERS, pods=None):
+    """Return ``(counts, active)`` in one query: ``{(pod_id, status): n}`` for the filtered
+    tasks, and ``{pod_id: n}`` active tasks of every pod, filters or not (a WIP limit is about
+    all of a pod's work, never only what a search shows)."""
+    tasks = Task.objects.all()
+    if pods is not None:
+        tasks = tasks.filter(pod_owner__in=pods)
+    elif filters.pod:
+        tasks = tasks.filter(pod_owner__name=filters.pod)
+    narrowing = filters.narrowing()
+    rows = tasks.order_by().values_list("pod_owner_id", "status")
+    if narrowing is None:
+        rows = rows.annotate(n=Count("pk"), total=Count("pk"))
+    else:
+        rows = rows.annotate(n=Count("pk", filter=narrowing), total=Count("pk"))
+    counts, active = {}, {}
+    for pod_id, status, n, total in rows:
+        if n:
+            counts[(pod_id, status)] = n
+        if status == Status.ACTIVE:
+            active[pod_id] = total
+    return counts, active
 
 
 def uses_review(pod, counts=None):
@@ -146,9 +184,12 @@ def over_wip(task):
     return f"{pod.name} is over its WIP limit ({active}/{pod.wip_limit})."
 
 
-def lane_load(pod, counts):
-    """Return the WIP figures of ``pod``'s lane from ``{(pod_id, status): n}``."""
-    active = counts.get((pod.pk, Status.ACTIVE), 0)
+def lane_load(pod, counts, active=None):
+    """Return the WIP figures of ``pod``'s lane from ``{(pod_id, status): n}`` (or, when
+    given, ``active``: ``{pod_id: n}`` over all tasks, as ``counts_and_active``)."""
+    if active is None:
+        active = {pod.pk: counts.get((pod.pk, Status.ACTIVE), 0)}
+    active = active.get(pod.pk, 0)
     return {
         "pod": pod,
         "active": active,
@@ -175,9 +216,7 @@ def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None, counts=None):
     for pod in pods:
         for status, _label in lane_columns(pod, counts):
             column = filters.apply(Task.objects.filter(pod_owner_id=pod.pk, status=status))
-            sql, params = column.order_by(*ordering.column_order(status))[
-                :limit
-            ].query.sql_with_params()
+            sql, params = column.order_by(*filters.order(status))[:limit].query.sql_with_params()
             terms.append((f"SELECT * FROM ({sql}) AS col{len(terms)}", params))
     pages = {}
     everything = []
@@ -191,6 +230,8 @@ def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None, counts=None):
             everything.append(task)
     for (_pod_id, status), tasks in pages.items():
         tasks.sort(key=ordering.sort_key(status))
+        if filters.q:
+            tasks.sort(key=lambda task: task.pk.casefold() != filters.q.casefold())
     _attach_waits_for(everything)
     return pages
 
@@ -200,7 +241,7 @@ def column_page(pod, status, filters=NO_FILTERS, offset=0, limit=PAGE_SIZE):
     tasks = list(
         filters.apply(Task.objects.filter(pod_owner=pod, status=status))
         .select_related("pod_owner")
-        .order_by(*ordering.column_order(status))[offset : offset + limit + 1]
+        .order_by(*filters.order(status))[offset : offset + limit + 1]
     )
     more = len(tasks) > limit
     tasks = _attach_waits_for(tasks[:limit])
@@ -210,7 +251,7 @@ def column_page(pod, status, filters=NO_FILTERS, offset=0, limit=PAGE_SIZE):
 def board_lanes(filters=NO_FILTERS, limit=PAGE_SIZE):
     """Return the lanes of the board, in pod order, each with its three columns."""
     pods = lane_pods(filters)
-    counts = column_counts(filters)
+    counts, active = counts_and_active(filters)
     pages = first_pages(filters, limit, pods, counts)
     lanes = []
     for pod in pods:
@@ -225,12 +266,29 @@ def board_lanes(filters=NO_FILTERS, limit=PAGE_SIZE):
                     "count": count,
                     "cards": cards,
                     "next_offset": len(cards) if count > len(cards) else None,
+                    "hidden": max(0, count - len(cards)),
                 }
             )
         lanes.append(
-            {**lane_load(pod, counts), "columns": columns, "has_review": uses_review(pod, counts)}
+            {
+                **lane_load(pod, counts, active),
+                "columns": columns,
+                "has_review": uses_review(pod, counts),
+                "current": first_column(columns),
+            }
         )
     return lanes
+
+
+# The column a phone shows first: the work in flight, else what waits, else what is done.
+FIRST_COLUMN = (Status.ACTIVE, Status.REVIEW, Status.READY, Status.DONE)
+
+
+def first_column(columns):
+    """Return the status of the column a narrow screen shows first in a lane: the first of
+    ``FIRST_COLUMN`` that has cards (Ready when none has)."""
+    counts = {c["status"]: c["count"] for c in columns}
+    return next((s for s in FIRST_COLUMN if counts.get(s)), Status.READY)
 
 
 def task_types():
@@ -268,17 +326,31 @@ def render_counts(filters=NO_FILTERS):
 
     Also refreshes each lane's WIP badge (``wip-<Pod>``). Two queries.
     """
-    counts = column_counts(filters)
-    lanes = [lane_counts(pod, counts) for pod in lane_pods(filters)]
+    counts, active = counts_and_active(filters)
+    lanes = [lane_counts(pod, counts, active) for pod in lane_pods(filters)]
     return render_to_string("tasks_app/board.html#counts", {"counts": lanes})
 
 
-def lane_counts(pod, counts):
+def lane_counts(pod, counts, active=None):
     """Return what ``board.html#counts`` shows for ``pod``'s lane: its WIP figures and the
-    count of each column it has, from ``{(pod_id, status): n}``."""
+    count of each column it has, from ``{(pod_id, status): n}`` (and ``active``, as in
+    ``lane_load``)."""
     return {
-        **lane_load(pod, counts),
+        **lane_load(pod, counts, active),
         "columns": [
             (status, counts.get((pod.pk, status), 0)) for status, _ in lane_columns(pod, counts)
         ],
     }
+
+
+def card_place(task_id):
+    """Return ``(lane, before)`` for a task's card: the DOM id of its column and of the card
+    that follows it there ("" when it goes last); None when the task does not exist."""
+    from .live.changes import CARD_FIELDS, lane_id
+    from .live.placement import next_in_column
+
+    row = Task.objects.filter(pk=task_id).values(*CARD_FIELDS).first()
+    if row is None:
+        return None
+    before = next_in_column(row)
+    return lane_id(row["pod_owner__name"], row["status"]), (f"task-{before}" if before else "")

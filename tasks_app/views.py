@@ -17,6 +17,7 @@ import tempfile
 import time
 from functools import wraps
 from pathlib import Path
+from urllib.parse import quote
 
 from django.contrib import messages
 from django.contrib.auth.decorators import login_required
@@ -108,15 +109,19 @@ def board_view(request):
     filters = board.Filters.from_query(request.GET)
     # Read the event sequence before the board, so the live socket replays anything in between.
     live_seq = live.latest_seq_now()
+    lanes = board.board_lanes(filters)
     context = {
         "live_seq": live_seq,
         "filters": filters,
-        "lanes": board.board_lanes(filters),
+        "lanes": lanes,
+        "nothing_matches": filters.active
+        and not any(column["count"] for lane in lanes for column in lane["columns"]),
         "pods": board.lane_pods(),
         "task_types": board.task_types(),
         "statuses": board.COLUMNS,
         "filter_query": urlencode(filters.as_query()),
         "board_read_only": not may_change_tasks(request.user),
+        "page_size": board.PAGE_SIZE,
     }
     template = "tasks_app/board.html"
     partial = (
@@ -137,13 +142,17 @@ def board_view(request):
 
 
 MAX_OFFSET = 2_147_483_647
+MAX_LIMIT = 200
 
 
 @never_cache
 @require_GET
 @login_required_htmx
 def column_more(request, pod, status):
-    """The next page of one column: cards to append, and a new "show more" button (OOB)."""
+    """The next page of one column: cards to append, and a new "show more" button (OOB).
+
+    ``offset`` (default 0) and ``limit`` (default the page size, at most ``MAX_LIMIT``).
+    """
     if status not in Status.values:
         raise Http404("No such column.")
     pod = get_object_or_404(Pod, name=pod)
@@ -158,7 +167,12 @@ def column_more(request, pod, status):
             f"offset must be a whole number from 0 to {MAX_OFFSET}.",
             content_type="text/plain; charset=utf-8",
         )
-    cards, next_offset = board.column_page(pod, status, filters, offset)
+    try:
+        # The board reloads a column's page (offset 0) of the size it shows.
+        limit = min(max(int(request.GET.get("limit") or board.PAGE_SIZE), 1), MAX_LIMIT)
+    except ValueError:
+        limit = board.PAGE_SIZE
+    cards, next_offset = board.column_page(pod, status, filters, offset, limit)
     return render(
         request,
         "tasks_app/board.html#more-page",
@@ -215,7 +229,7 @@ def move_view(request):
         messages.success(request, f"Moved {moved.pk} to {moved.pod_owner.name} · {moved.status}.")
         return _back_to_board(request)
     html = board.render_cards([moved.pk], request)[moved.pk] + board.render_counts(filters)
-    response = HttpResponse(html)
+    response = _with_place(HttpResponse(html), moved.pk)
     text, level = f"{moved.pk} → {moved.pod_owner.name} · {moved.get_status_display()}", "success"
     over = board.over_wip(moved)
     if over:
@@ -225,18 +239,34 @@ def move_view(request):
 
 
 def _move_refused(request, refusal, task=None):
+    """Answer a refused move: the card as it now is, where it now is (``_with_place``), and
+    a toast that says why and, after a conflict, where the task is now."""
     detail = refusal.detail
-    if refusal.code == "conflict":
-        detail += " The card now shows its current state; try again."
+    place = board.card_place(task.pk) if task is not None else None
+    if refusal.code == "conflict" and place is not None:
+        now = Task.objects.select_related("pod_owner").get(pk=task.pk)
+        detail += f" It is now {now.get_status_display()} in {now.pod_owner.name}."
     if not request.htmx:
         messages.error(request, detail)
         return _back_to_board(request)
     html = ""
-    if task is not None:
+    if place is not None:
         html = board.render_cards([task.pk], request).get(task.pk, "")
     response = HttpResponse(html, status=status_for(refusal))
     response["X-Podboard-Code"] = refusal.code
+    if task is not None:
+        _with_place(response, task.pk, place)
     return _toast_trigger(response, detail, task_id=task.pk if task else "")
+
+
+def _with_place(response, task_id, place=None):
+    """Say where the card belongs (``PodBoard-Lane``, ``PodBoard-Before``: DOM ids, URL-quoted;
+    no lane: the task is gone), so the page puts it there whatever it showed before."""
+    place = place or board.card_place(task_id)
+    lane, before = place or ("", "")
+    response["PodBoard-Lane"] = quote(lane)
+    response["PodBoard-Before"] = quote(before)
+    return response
 
 
 def _back_to_board(request):
@@ -341,7 +371,7 @@ def task_detail(request, task_id):
     return _render_detail(request, task_id)
 
 
-ACTIONS = {"activate", "complete", "handoff", "scale_out"}
+ACTIONS = {"activate", "complete", "handoff", "scale_out", "reopen"}
 
 
 @never_cache
@@ -377,6 +407,15 @@ def task_action(request, task_id, action):
                 task_id=task.pk, next_task_id=next_id, note=data.get("note", ""), actor=actor
             )
             done = f"{task.pk} hands its baton to {handoff.task.pk} ({handoff.mode})."
+        elif action == "reopen":
+            # Done → Ready is the board's move rule (DESIGN: "Done → Ready reopens the task").
+            workflow.move(
+                task_id=task.pk,
+                actor=actor,
+                to_status=Status.READY,
+                version=int(data["version"]) if data.get("version") else None,
+            )
+            done = f"{task.pk} is reopened: back in Ready for {task.pod_owner.name}."
         else:
             result = workflow.scale_out(
                 task_id=task.pk,
@@ -385,6 +424,13 @@ def task_action(request, task_id, action):
                 note=data.get("note", ""),
             )
             done = f"{task.pk} scaled out to {result.continuation.pk}."
+    except ValueError:
+        messages.error(request, "Bad version.")
+        return (
+            _render_detail(request, task.pk, status=422)
+            if request.htmx
+            else redirect("task_detail", task_id=task.pk)
+        )
     except RuleError as refusal:
         messages.error(request, refusal.detail)
         if request.htmx:

@@ -1,8 +1,10 @@
 /* PodBoard board: drag and drop (SortableJS), the keyboard move menu, toasts, lease countdowns.
  *
- * A drop or a menu choice POSTs to the move endpoint with the card's version. Success: the
- * server's card (and out-of-band counts) replace the card. Refusal: the card goes back where it
- * was, is refreshed from the server's answer, and a toast says why.
+ * A drop or a menu choice POSTs to the move endpoint with the card's version. Success or
+ * refusal, the answer is the card as the server now has it (and out-of-band counts) and where
+ * it belongs (PodBoard-Lane / PodBoard-Before headers): the card goes there, wherever the
+ * drop put it, so a conflict with another person or a pod never leaves it in a wrong column.
+ * A toast says what happened.
  *
  * For live updates: while a card is dragged (and until its move request settles)
  * document.body.dataset.dragging is that card's task id and window.podboard.draggingTaskId is
@@ -104,14 +106,16 @@
             location.href = response.url;
             return false;
           }
+          var place = placeFrom(response);
           if (!response.ok) {
             revert();
-            if (html.trim()) swapCard(card, html);
+            if (html.trim()) putAt(swapCard(card, html), place);
+            else if (place && !place.lane) card.remove(); // the task no longer exists
             else card.classList.remove("is-saving");
             toastFromHeader(response, "The move was refused (" + response.status + ").", "error");
             return false;
           }
-          var fresh = swapCard(card, html);
+          var fresh = putAt(swapCard(card, html), place);
           toastFromHeader(response, "", "success");
           return fresh || true;
         });
@@ -128,10 +132,39 @@
   function swapCard(card, html) {
     var id = card.id;
     htmx.swap(card, html, { swapStyle: "outerHTML" });
-    var fresh = document.getElementById(id);
-    placeCard(fresh);
-    return fresh;
+    return document.getElementById(id);
   }
+
+  function placeFrom(response) {
+    if (!response.headers.has("PodBoard-Lane")) return null;
+    return {
+      lane: decodeURIComponent(response.headers.get("PodBoard-Lane") || ""),
+      before: decodeURIComponent(response.headers.get("PodBoard-Before") || ""),
+    };
+  }
+
+  /* Put `card` where the server says it is (`place`: column and following card, DOM ids).
+   * A column this board does not show (filtered out): the card leaves the page. */
+  function putAt(card, place) {
+    if (!card) return card;
+    if (!place || !place.lane) { placeCard(card); return card; }
+    var list = document.getElementById(place.lane);
+    if (!list) { card.remove(); return null; }
+    var before = place.before ? document.getElementById(place.before) : null;
+    if (before && before.parentNode !== list) before = null;
+    var next = cardNeighbourId(card, "nextElementSibling");
+    if (card.parentNode === list) {
+      if (before ? next === before.dataset.taskId : (place.before || !next)) return card;
+    }
+    // No following card on this page: it goes last (or beyond what the column shows).
+    list.insertBefore(card, before);
+    document.querySelectorAll("#" + CSS.escape(card.id)).forEach(function (copy) {
+      if (copy !== card && !copy.classList.contains("card-drag")) copy.remove();
+    });
+    document.body.dispatchEvent(new CustomEvent("podboard:placed", { detail: { card: card } }));
+    return card;
+  }
+  podboard.putAt = putAt;
 
   /* Put a card the server re-rendered in the column its status and pod say: a completion of a
    * reviewed pod lands in Review, an approval in Done, a send-back or a change request in Ready.
@@ -265,20 +298,7 @@
     });
   }
 
-  // Panel ---------------------------------------------------------------------------------------
-
-  document.addEventListener("click", function (evt) {
-    var close = evt.target.closest && evt.target.closest(".panel-close");
-    if (close) {
-      var panel = document.getElementById("panel");
-      if (panel) panel.replaceChildren();
-    }
-  });
-  document.addEventListener("keydown", function (evt) {
-    if (evt.key !== "Escape") return;
-    var panel = document.getElementById("panel");
-    if (panel && panel.firstElementChild && !evt.target.closest(".card-menu")) panel.replaceChildren();
-  });
+  // The side panel: static/js/board-panel.js.
 
   // htmx wiring ---------------------------------------------------------------------------------
 

@@ -8,6 +8,11 @@
  *   - ignores a pushed card whose data-version is not newer than the card on the page (the
  *     echo of the user's own drag, a replay), but still flashes it when a handoff touched it;
  *   - puts a card in front of its successor in its column (data-before) or swaps it in place;
+ *     a card whose successor is beyond what a full column shows stays off the page (the
+ *     column's "Show N more" counts it: static/js/board-layout.js);
+ *   - captions a flashing card with why it changed (data-caption: "baton from PROD-120");
+ *   - says which cards changed ("podboard:card-changed", for the side panel) and when a
+ *     frame is applied ("podboard:live-applied");
  *   - holds pushes for the card being dragged (body[data-dragging]) until the drop settles;
  *   - reloads the columns when the server asks for a refresh (an import, a long gap, a
  *     board that fell too far behind);
@@ -18,7 +23,7 @@
   'use strict'
   if (window.podboardLive || !window.htmx) return
 
-  var FLASH_MS = 2500
+  var CAPTION_MS = 6000 // the ring fades in 2.4 s (CSS); the caption stays a little longer
   var LAG_NOTE_MS = 2000 // the server logs a warning past the same lag (tasks_app/live/lag.py)
   var SETTLE_MAX_MS = 3000
   var lastSeq = null
@@ -201,7 +206,8 @@
 
   // Preparing a push -------------------------------------------------------------------------
 
-  var toFlash = []
+  var toFlash = [] // [{id, caption}]
+  var changed = [] // [{id, version, gone}]
 
   function version (el) {
     var v = el && el.getAttribute('data-version')
@@ -243,7 +249,8 @@
         out.push(node) // counts, WIP badges: only those this board has
       }
     })
-    Object.keys(drops).forEach(function (card) {
+    var emitted = {} // card dom id -> the lane it was put in by this frame
+    inFrameOrder(Object.keys(drops), puts).forEach(function (card) {
       var drop = drops[card]
       var put = puts[card]
       var existing = byId(card)
@@ -252,9 +259,10 @@
         return
       }
       var gone = drop.hasAttribute('data-gone')
+      changed.push({ id: card.slice('task-'.length), version: version(drop), gone: gone })
       if (existing && !gone && version(drop) <= version(existing)) {
         // Already showing this version (the user's own move, a replay): nothing to swap.
-        if (put && put.hasAttribute('data-flash')) toFlash.push(card)
+        if (put && put.hasAttribute('data-flash')) toFlash.push(flashOf(card, put))
         return
       }
       if (!put) {
@@ -267,33 +275,95 @@
         return
       }
       var fresh = put.firstElementChild
-      var before = byId(put.getAttribute('data-before'))
-      if (before && before.parentNode !== lane) before = null
-      if (existing && existing.parentNode === lane && (!before || nextCard(existing) === before)) {
+      var beforeId = put.getAttribute('data-before')
+      var before = byId(beforeId)
+      // Its successor came in this same frame and was put in this column just before.
+      var beforeInFrame = !!beforeId && emitted[beforeId] === lane.id
+      if (before && before.parentNode !== lane && !beforeInFrame) before = null
+      if (!before && !beforeInFrame && beforeId && columnIsCut(lane, existing)) {
+        // It belongs after cards this column does not show: leave it to "Show more".
+        if (existing) out.push(drop)
+        return
+      }
+      if (existing && existing.parentNode === lane && !beforeInFrame && (!before || nextCard(existing) === before)) {
         // Same column, same place: swap the card in place.
         fresh.setAttribute('hx-swap-oob', 'true')
         out.push(fresh)
       } else {
         if (existing) out.push(drop)
-        if (before) put.setAttribute('hx-swap-oob', 'beforebegin:#' + CSS.escape(before.id))
+        if (before || beforeInFrame) put.setAttribute('hx-swap-oob', 'beforebegin:#' + CSS.escape(beforeId))
         out.push(put)
       }
-      if (put.hasAttribute('data-flash')) toFlash.push(card)
+      emitted[card] = lane.id
+      if (put.hasAttribute('data-flash')) toFlash.push(flashOf(card, put))
     })
     return out.map(function (node) { return node.outerHTML }).join('')
   }
 
+  /* Return the frame's cards in an order where a card whose successor (data-before) is also
+   * in the frame comes after it, so it can be put in front of it. */
+  function inFrameOrder (keys, puts) {
+    var inFrame = {}
+    keys.forEach(function (k) { inFrame[k] = true })
+    var placed = {}
+    var order = []
+    var rest = keys.slice()
+    while (rest.length) {
+      var ready = rest.filter(function (k) {
+        var b = puts[k] && puts[k].getAttribute('data-before')
+        return !b || b === k || !inFrame[b] || placed[b]
+      })
+      if (!ready.length) ready = rest.slice() // a cycle cannot happen; keep the frame's order
+      ready.forEach(function (k) { placed[k] = true; order.push(k) })
+      rest = rest.filter(function (k) { return !placed[k] })
+    }
+    return order
+  }
+
+  /* Does `lane` (a column's card list) show fewer cards than its count? */
+  function columnIsCut (lane, existing) {
+    var holder = byId('more-' + lane.id.slice('lane-'.length))
+    if (holder && holder.querySelector('.more-button')) return true
+    var page = parseInt(lane.getAttribute('data-page'), 10)
+    var shown = lane.querySelectorAll(':scope > .card').length - (existing && existing.parentNode === lane ? 1 : 0)
+    return !!page && shown >= page
+  }
+
+  function flashOf (card, put) {
+    return { id: card, caption: put.getAttribute('data-caption') || '' }
+  }
+
+  /* Light up the cards a handoff, a scale-out or a stall touched, each with a caption that
+   * says what happened (read by screen readers as part of the card, not announced). */
   function flash () {
-    var ids = toFlash
+    var items = toFlash
     toFlash = []
-    ids.forEach(function (id) {
-      var el = byId(id)
+    items.forEach(function (item) {
+      var el = byId(item.id)
       if (!el) return
       el.classList.remove('live-flash')
       void el.offsetWidth // restart the animation
       el.classList.add('live-flash')
-      setTimeout(function () { el.classList.remove('live-flash') }, FLASH_MS)
+      var old = el.querySelector(':scope > .flash-caption')
+      if (old) old.remove()
+      if (item.caption) {
+        var caption = document.createElement('p')
+        caption.className = 'flash-caption'
+        caption.textContent = item.caption
+        el.insertBefore(caption, el.firstChild)
+      }
+      setTimeout(function () {
+        el.classList.remove('live-flash')
+        var shown = el.querySelector(':scope > .flash-caption')
+        if (shown) shown.remove()
+      }, CAPTION_MS)
     })
+    var cards = changed
+    changed = []
+    cards.forEach(function (detail) {
+      document.dispatchEvent(new CustomEvent('podboard:card-changed', { detail: detail }))
+    })
+    document.dispatchEvent(new CustomEvent('podboard:live-applied'))
   }
 
   function apply (text) {

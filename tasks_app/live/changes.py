@@ -10,7 +10,7 @@ part it shows in htmx fragments (``fragments``). Rendering runs on the hub's ren
     board that merges frames keeps the newest rendering of a card. ``cards``: ``{id: card}``
     for tasks that exist, each card ``id``, ``pod``, ``status``, ``task_type``, ``title``,
     ``version``, ``lane`` (DOM id of its column), ``before`` (the card that follows it there,
-    or None), ``html``, ``flash``, ``stamp``. ``gone``: ids of tasks that no longer exist.
+    or None), ``html``, ``flash``, ``caption`` (why it flashes), ``stamp``. ``gone``: ids of tasks that no longer exist.
     ``counts``: ``{pod: html}`` unfiltered lane counts of the lanes touched; ``narrowed``:
     ``{narrowing key: {pod: html}}`` the same counts for boards whose filters narrow them.
 ``refresh`` frame
@@ -20,7 +20,7 @@ part it shows in htmx fragments (``fragments``). Rendering runs on the hub's ren
 
 import itertools
 
-from django.db.models import Count, Max
+from django.db.models import Max
 from django.template.loader import render_to_string
 from django.utils import timezone
 
@@ -32,8 +32,9 @@ REFRESH_OVER_CARDS = 100
 # A board that missed more events than this refreshes instead of catching up card by card.
 CATCH_UP_LIMIT = 500
 
-# The payload keys that name another card a change touches (and lights up).
-TOUCHING_KEYS = ("handoff_from", "continuation", "successors")
+# The payload keys that name another card a change touches (and lights up), and the handoff
+# mode its caption names.
+TOUCHING_KEYS = ("handoff_from", "continuation", "successors", "mode")
 
 CARD_FIELDS = (
     "id",
@@ -75,10 +76,17 @@ def touched(events):
     """Return ``(ids, flash, pods)`` for ``events`` (Events or announcement dicts).
 
     ``ids``: the cards they changed, in order; a handoff or scale-out also touches the other
-    task it names, and a deletion the successors whose blocked mark changed. ``flash``: the
-    cards a handoff or a scale-out lights up. ``pods``: lanes whose counts may have changed.
+    task it names, and a deletion the successors whose blocked mark changed. ``flash``:
+    ``{id: caption}`` for the cards a handoff, a scale-out or a stall lights up, the caption
+    saying why ("baton from PROD-120", "scaled out → DEV-101.2", "stalled, back to Ready").
+    ``pods``: lanes whose counts may have changed.
     """
-    ids, flash, pods = {}, set(), set()
+    ids, captions, pods = {}, {}, set()
+
+    def caption(task_id, text):
+        if task_id and text not in captions.setdefault(task_id, []):
+            captions[task_id].append(text)
+
     for event in events:
         kind = _get(event, "kind")
         key = _get(event, "task_key")
@@ -86,14 +94,22 @@ def touched(events):
         ids[key] = True
         pods.update(p for p in (_get(event, "from_pod"), _get(event, "to_pod")) if p)
         if kind == EventKind.HANDOFF:
-            ids[payload.get("handoff_from")] = True
-            flash.update([key, payload.get("handoff_from")])
+            giver = payload.get("handoff_from")
+            ids[giver] = True
+            mode = f" · {payload['mode']}" if payload.get("mode") else ""
+            caption(key, f"baton from {giver}{mode}")
+            caption(giver, f"baton → {key}")
         elif kind == EventKind.SCALED_OUT:
-            ids[payload.get("continuation")] = True
-            flash.update([key, payload.get("continuation")])
+            continuation = payload.get("continuation")
+            ids[continuation] = True
+            caption(key, f"scaled out → {continuation}")
+            caption(continuation, f"continues {key}")
+        elif kind == EventKind.LEASE_EXPIRED:
+            caption(key, "stalled, back to Ready")
         elif kind == EventKind.DELETED:
             ids.update((s, True) for s in payload.get("successors") or ())
-    return [i for i in ids if i], {i for i in flash if i}, pods
+    flash = {i: "; ".join(texts) for i, texts in captions.items() if i}
+    return [i for i in ids if i], flash, pods
 
 
 def refresh_frame(seq, *, reason, count, at=None):
@@ -141,6 +157,7 @@ def render_frame(task_ids, *, seq, at=None, flash=(), pods=(), narrowing=()):
             "before": next_in_column(row),
             "html": str(html[task_id]),
             "flash": task_id in flash,
+            "caption": flash.get(task_id, "") if isinstance(flash, dict) else "",
             "stamp": stamp,
         }
     narrowed = {}
@@ -169,24 +186,17 @@ def frame_for(task_ids, *, seq, at=None, flash=(), pods=(), narrowing=(), reason
 
 def lane_counts(pod_names, filters=None):
     """Return ``{pod: html}``: each lane's out-of-band count spans and WIP badge, in two
-    queries. ``filters`` (a ``board.Filters``) narrows what is counted, as the board does."""
+    queries. ``filters`` (a ``board.Filters``) narrows the column counts, as the board does;
+    the WIP badge counts all of a pod's active tasks."""
     from .. import board
 
     pods = list(Pod.objects.filter(name__in=[p for p in pod_names if p]))
     if not pods:
         return {}
-    tasks = Task.objects.filter(pod_owner__in=pods)
-    if filters is not None:
-        tasks = filters.apply(tasks)
-    counts = dict(
-        ((pod_id, status), n)
-        for pod_id, status, n in tasks.order_by()
-        .values_list("pod_owner_id", "status")
-        .annotate(n=Count("pk"))
-    )
+    counts, active = board.counts_and_active(filters or board.NO_FILTERS, pods=pods)
     answer = {}
     for pod in pods:
-        lane = board.lane_counts(pod, counts)
+        lane = board.lane_counts(pod, counts, active)
         answer[pod.name] = render_to_string("tasks_app/board.html#counts", {"counts": [lane]})
     return answer
 

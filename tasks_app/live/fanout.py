@@ -109,7 +109,8 @@ class Outbox:
         if old is not None and _newer(old, card):
             card, old = old, card  # a newer rendering is already pending: it wins
         if old is not None and old.get("flash") and not card.get("flash") and not card.get("gone"):
-            card = {**card, "flash": True}  # a handoff lit it up; the next state still flashes
+            # A handoff lit it up; the next state still flashes, with the same caption.
+            card = {**card, "flash": True, "caption": old.get("caption", "")}
         self.cards[task_id] = card
 
     # Sending --------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ String work only (no query, no template): the cards were rendered once per proce
     removes a changed card from wherever it is (``data-version``; ``data-gone`` when the
     task no longer exists).
 ``#live-put-task-…``
-    puts the card into its column (``data-lane``), in front of ``data-before`` when set.
+    puts the card into its column (``data-lane``), in front of ``data-before`` when set;
+    ``data-flash`` lights it up and ``data-caption`` says why (a handoff, a scale-out, a stall).
 ``#count-…``, ``#wip-…``
     the lane counts and WIP badges the change touched.
 """
@@ -89,6 +90,8 @@ def card_fragments(card, filters):
     where = "afterbegin" if card["status"] == Status.DONE else "beforeend"
     before = card_dom_id(card["before"]) if card["before"] else ""
     flash = ' data-flash="1"' if card["flash"] else ""
+    if card["flash"] and card.get("caption"):
+        flash += f' data-caption="{_attr(card["caption"])}"'
     return (
         f'{drop}<div id="live-put-{dom_id}" hx-swap-oob="{where}:#{card["lane"]}" '
         f'data-card="{dom_id}" data-version="{version}" data-lane="{card["lane"]}" '

