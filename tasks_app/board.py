@@ -5,7 +5,7 @@ all read and render cards through this module, so a card looks the same whicheve
 Every function here issues a constant number of queries, whatever the number of tasks.
 """
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 
 from django.db.models import Case, Count, IntegerField, Q, Value, When
 from django.template.loader import render_to_string
@@ -16,6 +16,8 @@ from .ids import is_rework_id
 from .models import Pod, Status, Task
 
 PAGE_SIZE = 20
+# A text search matching at most this many tasks is looked up once per page (``with_matches``).
+SPARSE_MATCHES = 200
 COLUMNS = [
     (Status.READY, "Ready"),
     (Status.ACTIVE, "Active"),
@@ -32,6 +34,8 @@ class Filters:
     pod: str = ""
     task_type: str = ""
     q: str = ""
+    # The ids the text search matched, when looked up once for a page (``with_matches``).
+    matches: tuple | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_query(cls, data):
@@ -65,8 +69,28 @@ class Filters:
         if self.task_type:
             q &= Q(task_type=self.task_type)
         if self.q:
-            q &= Q(id__icontains=self.q) | Q(title__icontains=self.q)
+            q &= self.text_match()
         return q
+
+    def text_match(self):
+        """Return the ``Q`` of the text search: id or title contains it, any case."""
+        if self.matches is not None:
+            # No match: a condition that holds for no row (an empty IN cannot be written).
+            return Q(pk__in=self.matches) if self.matches else Q(pk__isnull=True)
+        return Q(id__icontains=self.q) | Q(title__icontains=self.q)
+
+    def with_matches(self):
+        """Return these filters with the text search looked up once, for one page: a search
+        that matches few tasks then costs one scan of the table, not one per column (each
+        column would walk its whole index looking for matches). A search matching more than
+        ``SPARSE_MATCHES`` keeps the per-column filter, which finds a page of dense matches
+        quickly."""
+        if not self.q or self.matches is not None:
+            return self
+        like = Q(id__icontains=self.q) | Q(title__icontains=self.q)
+        ids = Task.objects.filter(like).order_by().values_list("pk", flat=True)
+        ids = tuple(ids[: SPARSE_MATCHES + 1])
+        return self if len(ids) > SPARSE_MATCHES else replace(self, matches=ids)
 
     def order(self, status):
         """Return the ``order_by`` of a column: the claim order, with a task whose id is the
@@ -238,6 +262,7 @@ def first_pages(filters=NO_FILTERS, limit=PAGE_SIZE, pods=None, counts=None):
 
 def column_page(pod, status, filters=NO_FILTERS, offset=0, limit=PAGE_SIZE):
     """Return ``(tasks, next_offset or None)`` for one column, from ``offset``."""
+    filters = filters.with_matches()
     tasks = list(
         filters.apply(Task.objects.filter(pod_owner=pod, status=status))
         .select_related("pod_owner")
@@ -250,6 +275,7 @@ def column_page(pod, status, filters=NO_FILTERS, offset=0, limit=PAGE_SIZE):
 
 def board_lanes(filters=NO_FILTERS, limit=PAGE_SIZE):
     """Return the lanes of the board, in pod order, each with its three columns."""
+    filters = filters.with_matches()
     pods = lane_pods(filters)
     counts, active = counts_and_active(filters)
     pages = first_pages(filters, limit, pods, counts)

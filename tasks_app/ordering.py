@@ -6,7 +6,7 @@ One definition, read by the claim (``workflow``), the board's pages (``board``),
 the manual position, then the oldest. This module imports no model, so ``models`` can use it.
 """
 
-from django.db.models import F, Func, IntegerField, Q
+from django.db.models import F, Func, IntegerField, Max, Q
 
 READY, ACTIVE, DONE = "ready", "active", "done"
 
@@ -148,8 +148,9 @@ def position_between(task, status, after_id, before_id):
 
     Only neighbours with the task's priority count (priority orders the column first); None
     when there is nothing to order against, and in Done (ordered by completion time). When
-    the neighbours share a position (every task starts at 0), that priority's cards are spaced
-    out first.
+    the neighbours share a position (every task starts at 0), only the cards of that tie up
+    to the upper neighbour get new positions, below the tie: a drop near the top of a column
+    of thousands writes a handful of rows.
     """
     from .models import Task
 
@@ -168,9 +169,37 @@ def position_between(task, status, after_id, before_id):
         return above + 1.0
     if above < below:
         return (above + below) / 2
+    if above == below:
+        return _split_tie(band, status, above, after_id)
+    # The neighbours' positions disagree with their order (a baton mark sorts before the
+    # position): space the whole band out by position.
     others = list(band.order_by("position", "created_at", "id").only("pk", "position"))
     for index, other in enumerate(others):
         other.position = float(index)
     Task.objects.bulk_update(others, ["position"], batch_size=500)
     spaced = {other.pk: other.position for other in others}
     return (spaced[after_id] + spaced[before_id]) / 2
+
+
+def _split_tie(band, status, tied, after_id):
+    """Return a position just after card ``after_id``, whose position ``tied`` it shares with
+    the card below it: the cards of the tie that come up to ``after_id`` (in column order) move
+    into the gap below ``tied``, keeping their order; the rest of the tie keeps ``tied``."""
+    from .models import Task
+
+    run = band.filter(position=tied).annotate(carries_baton=carries_baton())
+    prefix = []
+    for pk in run.order_by(*column_order(status)).values_list("pk", flat=True).iterator():
+        prefix.append(pk)
+        if pk == after_id:
+            break
+    lower = band.filter(position__lt=tied).aggregate(top=Max("position"))["top"]
+    if lower is None:
+        lower = tied - (len(prefix) + 1)
+    step = (tied - lower) / (len(prefix) + 1)
+    Task.objects.bulk_update(
+        [Task(pk=pk, position=lower + (i + 1) * step) for i, pk in enumerate(prefix)],
+        ["position"],
+        batch_size=500,
+    )
+    return lower + (len(prefix) + 0.5) * step
