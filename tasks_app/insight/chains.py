@@ -380,7 +380,7 @@ def _node_group(node, focus):
         classes += " critical"
     if node.id == focus:
         classes += " focus"
-    href = reverse("task_detail", args=[node.id])
+    href = task_href(node.id)
     mode = node.mode or "—"
     facts = f"{mode} · {tokens(node.tokens)}"
     x, y = node.x, node.y
@@ -397,3 +397,10 @@ def _node_group(node, focus):
         f'<text class="node-wait" x="{x + 8}" y="{y + 52}">{escape(node_wait(node))}</text>'
         "</g></a>"
     )
+
+
+def task_href(task_id):
+    """The detail URL of ``task_id``: ``reverse`` once per chain, not once per node (ids are
+    letters, digits, '.', '_' and '-', which a URL path keeps as they are)."""
+    placeholder = "T-0"
+    return reverse("task_detail", args=[placeholder]).replace(placeholder, task_id)

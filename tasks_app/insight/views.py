@@ -99,6 +99,8 @@ def _chain_context(chain):
         "rows": [
             {
                 "node": node,
+                "href": chains.task_href(node.id),
+                "preds": ", ".join(node.preds) or "—",
                 "facts": f"{node.mode or '—'} · {chains.tokens(node.tokens)}",
                 "wait": chains.node_wait(node) or "—",
             }
