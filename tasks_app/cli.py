@@ -194,12 +194,23 @@ def describe_import(summary, *, dry_run=False):
     return "\n".join(lines)
 
 
+PROGRESS_SECONDS = 3.0
+
+
 def add_progress_option(parser):
     parser.add_argument(
         "--progress",
         action="store_true",
         help="Draw the progress bar even when stderr is not a terminal "
         "(otherwise a line every few seconds).",
+    )
+    parser.add_argument(
+        "--progress-seconds",
+        type=float,
+        default=PROGRESS_SECONDS,
+        metavar="S",
+        help="When stderr is not a terminal, write a progress line at most every S seconds "
+        "(default %(default)s).",
     )
 
 
@@ -209,4 +220,8 @@ def progress_for(options, *, force=False):
     ``call_command(..., stderr=stream)`` hands the stream in ``options``; from a shell it is
     ``sys.stderr``. ``force`` draws the bar even when that is not a terminal.
     """
-    return Progress(options.get("stderr") or sys.stderr, bar=True if force else None)
+    return Progress(
+        options.get("stderr") or sys.stderr,
+        bar=True if force else None,
+        every=options.get("progress_seconds", PROGRESS_SECONDS),
+    )

@@ -48,6 +48,8 @@ from .records import (
 )
 
 BATCH = 1000  # rows per INSERT
+CHECK_CHUNK = 1000  # tasks compared with the database at a time
+WRITE_CHUNK = 1000  # tasks written (with their children) at a time
 
 
 class ImportPlan:
@@ -84,7 +86,7 @@ class ImportPlan:
             wanted.setdefault(record.pod_owner, PodRecord(name=record.pod_owner))
         return wanted
 
-    def check_database(self, *, lock=False):
+    def check_database(self, *, lock=False, progress=None):
         """Return the problems only the database can reveal, and work out what would change.
 
         With ``lock``, the existing rows of the plan's tasks stay locked until the caller's
@@ -93,10 +95,32 @@ class ImportPlan:
         problems = self._missing_references() + self._cycles() + self._unknown_reviewers()
         if problems:
             return problems
-        existing, self.versions = load_records(list(self.records), lock=lock)
-        self.created, self.updated, self.unchanged = [], [], []
+        self.created, self.updated, self.unchanged, self.versions = [], [], [], {}
         too_long = []
-        for task_id in sorted(self.records):
+        # A chunk of the database's records at a time: a re-import of 50,000 tasks never holds
+        # a second copy of them all.
+        done = 0
+        for chunk in chunks(sorted(self.records), CHECK_CHUNK):
+            too_long += self._compare(chunk, lock=lock)
+            done += len(chunk)
+            if progress:
+                progress("check", done, len(self.records))
+        if too_long:
+            return too_long
+        known = {p.name: p for p in pod_records()}
+        self.pods_created = sorted(n for n in self.wanted_pods() if n and n not in known)
+        self.pods_updated = sorted(
+            p.name for p in self.pods if p.name in known and known[p.name] != p
+        )
+        return []
+
+    def _compare(self, task_ids, *, lock):
+        """Sort ``task_ids`` into created, updated and unchanged; return the new ids that are
+        too long."""
+        existing, versions = load_records(task_ids, lock=lock)
+        self.versions.update(versions)
+        too_long = []
+        for task_id in task_ids:
             record = self.records[task_id]
             current = existing.get(task_id)
             if current is None:
@@ -116,14 +140,7 @@ class ImportPlan:
                 record.created_at = current.created_at
             same = current.fingerprint() == record.fingerprint()
             (self.unchanged if same else self.updated).append(task_id)
-        if too_long:
-            return too_long
-        known = {p.name: p for p in pod_records()}
-        self.pods_created = sorted(n for n in self.wanted_pods() if n and n not in known)
-        self.pods_updated = sorted(
-            p.name for p in self.pods if p.name in known and known[p.name] != p
-        )
-        return []
+        return too_long
 
     def _unknown_reviewers(self):
         """A pod's ``reviewer`` must name a pod of this directory or of the database."""
@@ -190,7 +207,7 @@ def read_directory(root, *, progress=None):
         reviewers=reader.reviewers,
     )
     problems = list(reader.problems)
-    problems += plan.check_database()
+    problems += plan.check_database(progress=progress)
     if problems:
         raise ImportErrors(problems)
     return plan
@@ -222,41 +239,21 @@ def write_plan(plan, *, actor, progress=None):
     """
     if not transaction.get_connection().in_atomic_block:
         raise TransactionManagementError("write_plan runs inside the caller's transaction")
-    problems = plan.check_database(lock=True)
+    problems = plan.check_database(lock=True, progress=progress)
     if problems:
         raise ImportErrors(problems)
     _write_pods(plan)
     pod_ids = dict(Pod.objects.values_list("name", "id"))
     now = timezone.now()
     changed = plan.created + plan.updated
-    new_rows, updated_rows = [], []
-    for task_id in changed:
-        task = task_row(
-            plan.records[task_id],
-            pod_id=pod_ids[plan.records[task_id].pod_owner],
-            version=plan.versions.get(task_id, 0) + 1,
-            updated_at=now,
-        )
-        (updated_rows if task_id in plan.versions else new_rows).append(task)
-    Task.objects.bulk_create(new_rows, batch_size=500)
-    if updated_rows:
-        _update_tasks(updated_rows)
-        for chunk in chunks(plan.updated):
-            Depends.objects.filter(from_task_id__in=chunk).delete()
-            for _, model, owner, _ in CHILDREN:
-                model.objects.filter(**{f"{owner}__in": chunk}).delete()
-    if progress:
-        progress("write", len(changed) // 2, len(changed))
-    deps, children = [], {model: [] for _, model, _, _ in CHILDREN}
-    for task_id in changed:
-        deps += dependency_rows(plan.records[task_id])
-        for model, rows in child_rows(plan.records[task_id]).items():
-            children[model] += rows
-    Depends.objects.bulk_create(deps, batch_size=BATCH)
-    for model, rows in children.items():
-        model.objects.bulk_create(rows, batch_size=BATCH)
-    if progress:
-        progress("write", len(changed), len(changed))
+    done = 0
+    # A chunk of tasks at a time, each written with its dependencies, notes and traces: the
+    # rows of 50,000 tasks are never all in memory at once.
+    for chunk in chunks(changed, WRITE_CHUNK):
+        _write_chunk(plan, chunk, pod_ids=pod_ids, now=now)
+        done += len(chunk)
+        if progress:
+            progress("write", done, len(changed))
     created = set(plan.created)
     return [
         Event(
@@ -268,6 +265,35 @@ def write_plan(plan, *, actor, progress=None):
         )
         for tid in changed
     ]
+
+
+def _write_chunk(plan, task_ids, *, pod_ids, now):
+    """Write the tasks ``task_ids`` of ``plan`` (created or updated) with their children."""
+    new_rows, updated_rows = [], []
+    for task_id in task_ids:
+        record = plan.records[task_id]
+        task = task_row(
+            record,
+            pod_id=pod_ids[record.pod_owner],
+            version=plan.versions.get(task_id, 0) + 1,
+            updated_at=now,
+        )
+        (updated_rows if task_id in plan.versions else new_rows).append(task)
+    Task.objects.bulk_create(new_rows, batch_size=500)
+    if updated_rows:
+        _update_tasks(updated_rows)
+        replaced = [task.pk for task in updated_rows]
+        Depends.objects.filter(from_task_id__in=replaced).delete()
+        for _, model, owner, _ in CHILDREN:
+            model.objects.filter(**{f"{owner}__in": replaced}).delete()
+    deps, children = [], {model: [] for _, model, _, _ in CHILDREN}
+    for task_id in task_ids:
+        deps += dependency_rows(plan.records[task_id])
+        for model, rows in child_rows(plan.records[task_id]).items():
+            children[model] += rows
+    Depends.objects.bulk_create(deps, batch_size=BATCH)
+    for model, rows in children.items():
+        model.objects.bulk_create(rows, batch_size=BATCH)
 
 
 def _update_tasks(tasks):
