@@ -11,6 +11,7 @@ from ninja.errors import AuthenticationError
 from ninja.security import HttpBearer
 
 from .models import PodToken, hash_token
+from .prepared import prepared
 
 LAST_USED_EVERY = timedelta(seconds=60)
 
@@ -23,12 +24,15 @@ class Unauthorized(AuthenticationError):
         self.detail = detail
 
 
+@prepared(key_hash=str)
+def _token_by_hash(key_hash):
+    return PodToken.objects.select_related("pod").filter(key_hash=key_hash).order_by()[:1]
+
+
 def find_token(raw):
     """Return the active ``PodToken`` (with its pod) for ``raw``; raise ``Unauthorized``."""
     # No ORDER BY: the hash is unique, and the model's default ordering would add a sort.
-    found = list(
-        PodToken.objects.select_related("pod").filter(key_hash=hash_token(raw)).order_by()[:1]
-    )
+    found = _token_by_hash(key_hash=hash_token(raw))
     token = found[0] if found else None
     if token is None:
         raise Unauthorized("This bearer token is not a PodBoard pod token.")

@@ -8,6 +8,7 @@ dependency is not done.
 from django.db.models import Exists, OuterRef
 
 from .models import Status, Task
+from .prepared import prepared
 
 Depends = Task.depends_on.through
 CHUNK = 500  # ids per IN (...) query, well under SQLite's variable limit
@@ -41,12 +42,27 @@ def waiting_for(task_ids):
     return waits
 
 
+def dependency_states(task_id):
+    """Return ``[(id, status)]`` of the tasks ``task_id`` depends on, by id."""
+    return _dependency_states(task=task_id)
+
+
+@prepared(task=str)
+def _dependency_states(task):
+    return Task.objects.filter(dependents__pk=task).order_by("id").values_list("id", "status")
+
+
 def successor_ids(task_id):
     """Return the ids of the tasks that depend on ``task_id`` or carry its baton."""
+    return {pk for (pk,) in _successors(task=task_id)}
+
+
+@prepared(task=str)
+def _successors(task):
     # Two index lookups: one query with an OR of both left the planner only the status index.
-    depending = Depends.objects.filter(to_task_id=task_id).order_by().values_list("from_task_id")
-    batons = Task.objects.filter(handoff_from_id=task_id).order_by().values_list("pk")
-    return {pk for (pk,) in depending.union(batons)}
+    depending = Depends.objects.filter(to_task_id=task).order_by().values_list("from_task_id")
+    batons = Task.objects.filter(handoff_from_id=task).order_by().values_list("pk")
+    return depending.union(batons)
 
 
 def extend_from_database(graph):

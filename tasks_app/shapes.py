@@ -5,6 +5,7 @@ Plain dicts of JSON-ready values, built from models and the rules' results (``wo
 
 from datetime import UTC
 
+from .graph import dependency_states
 from .ids import is_rework_id
 from .models import Status, Task
 
@@ -23,7 +24,7 @@ def iso(value):
 def task_data(task, dependencies=None):
     """Return the task shape. ``dependencies`` is ``[(id, status), …]`` when already known."""
     if dependencies is None:
-        dependencies = list(task.depends_on.order_by("id").values_list("id", "status"))
+        dependencies = dependency_states(task.pk)
     return {
         "id": task.id,
         "title": task.title,

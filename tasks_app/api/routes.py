@@ -17,6 +17,7 @@ from pydantic import BaseModel, Field
 
 from .. import workflow
 from ..models import TASK_ID_PATTERN, HandoffNote, Pod, PodToken, Task
+from ..prepared import prepared
 from ..shapes import completion, iso, note_data, start_context, task_data, tasks_data
 from ..workflow import RuleError
 from ..workflow.control import comment_data
@@ -64,10 +65,15 @@ def _pod_named(name, token):
     )
 
 
+@prepared(task=str)
+def _owner_of(task):
+    return Task.objects.filter(pk=task).order_by().values_list("pod_owner_id", flat=True)[:1]
+
+
 def _may_act(token, task_id):
     """Refuse a token acting on another pod's task (403) or on no task (404), before any rule
     looks at the task's state."""
-    found = list(Task.objects.filter(pk=task_id).values_list("pod_owner_id", flat=True)[:1])
+    found = _owner_of(task=task_id)
     if not found:
         raise workflow.not_found(task_id)
     pod_id = found[0]

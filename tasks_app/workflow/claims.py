@@ -15,7 +15,7 @@ import json
 
 from django.conf import settings
 from django.db import connection
-from django.db.models import Case, F, IntegerField, Value, When
+from django.db.models import Case, Count, F, IntegerField, OuterRef, Subquery, Value, When
 from django.db.models.functions import Coalesce
 from django.utils import timezone
 from django.utils.dateparse import parse_datetime
@@ -23,6 +23,7 @@ from django.utils.dateparse import parse_datetime
 from .. import ordering
 from ..graph import blocked_exists
 from ..models import EventKind, HandoffNote, Pod, Status, Task
+from ..prepared import prepared
 from .results import CONTEXT_COMMENT_KINDS, CONTEXT_STEPS, Pull, StartWork
 from .rows import lease_until
 
@@ -49,72 +50,97 @@ def _claimed(change, task, instance, from_status):
 
 
 # The ORM path ----------------------------------------------------------------------------------
+#
+# Each query is ``prepared``: built by the ORM once, then run with the pod and instance.
 
 
 def _claimable():
-    return Task.objects.select_for_update(skip_locked=True, of=("self",)).select_related(
-        "pod_owner"
+    return Task.objects.select_for_update(skip_locked=True, of=("self",))
+
+
+@prepared(pod=int)
+def _pod_state(pod):
+    """The pod's ``(paused, wip_limit, active tasks)``."""
+    active = (
+        Task.objects.filter(pod_owner_id=OuterRef("pk"), status=Status.ACTIVE)
+        .order_by()
+        .values("pod_owner_id")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    return (
+        Pod.objects.filter(pk=pod).order_by().values_list("paused", "wip_limit", Subquery(active))
     )
 
 
-def _active_candidate(pod, instance, paused=False):
-    """Return the active task ``instance`` holds, else one a sync handoff reserved (locked);
-    only the held one for a ``paused`` pod."""
+def _active(pod, claimed_by, order):
+    return (
+        _claimable()
+        .filter(pod_owner_id=pod, status=Status.ACTIVE, claimed_by__in=claimed_by)
+        .order_by(*order, *ordering.column_order(Status.ACTIVE))[:1]
+    )
+
+
+@prepared(pod=int, instance=str)
+def _held_or_reserved(pod, instance):
+    """The active task ``instance`` holds, else one a sync handoff reserved (locked)."""
     mine_first = Case(
         When(claimed_by=instance, then=Value(0)), default=Value(1), output_field=IntegerField()
     )
+    return _active(pod, [instance, ""], [mine_first])
+
+
+@prepared(pod=int, instance=str)
+def _held(pod, instance):
+    """The active task ``instance`` holds (locked): all a paused pod hands out."""
+    return _active(pod, [instance], [])
+
+
+@prepared(pod=int)
+def _ready_candidate(pod):
+    """The best ready, unblocked task of ``pod`` that nobody else is claiming (locked)."""
     return (
         _claimable()
-        .filter(
-            pod_owner=pod,
-            status=Status.ACTIVE,
-            claimed_by__in=[instance] if paused else [instance, ""],
-        )
-        .order_by(mine_first, *ordering.column_order(Status.ACTIVE))
-        .first()
+        .filter(pod_owner_id=pod, status=Status.READY)
+        .filter(~blocked_exists())
+        .order_by(*ordering.column_order(Status.READY))[:1]
     )
 
 
-def _held_back(pod):
-    """Return the ``Pull`` that says why ``pod`` may claim no ready task now, or None.
-
-    Reads the pod's row (a pause takes effect at once, whatever the caller loaded).
-    """
-    state = Pod.objects.filter(pk=pod.pk).values("paused", "wip_limit").first() or {}
-    if state.get("paused"):
+def _held_back(state):
+    """Return the ``Pull`` that says why a pod in ``state`` may claim no ready task, or None."""
+    paused, limit, used = state
+    if paused:
         return Pull(paused=True)
-    limit = state.get("wip_limit")
-    if limit is not None:
-        used = Task.objects.filter(pod_owner_id=pod.pk, status=Status.ACTIVE).count()
-        if used >= limit:
-            return Pull(wip_limit=limit)
+    if limit is not None and (used or 0) >= limit:
+        return Pull(wip_limit=limit)
     return None
 
 
-def _ready_candidate(pod):
-    """Return the best ready, unblocked task of ``pod`` that nobody else is claiming (locked)."""
-    return (
-        _claimable()
-        .filter(pod_owner=pod, status=Status.READY)
-        .filter(~blocked_exists())
-        .order_by(*ordering.column_order(Status.READY))
-        .first()
-    )
+def _first(rows, pod):
+    if not rows:
+        return None
+    rows[0].pod_owner = pod
+    return rows[0]
 
 
 def _claim_orm(change, pod, instance):
-    paused = Pod.objects.filter(pk=pod.pk, paused=True).exists()
+    states = _pod_state(pod=pod.pk)
+    if not states:
+        return Pull()  # no such pod
+    state = states[0]
+    active = _held if state[0] else _held_or_reserved
     for _attempt in range(5):
-        task = _active_candidate(pod, instance, paused)
+        task = _first(active(pod=pod.pk, instance=instance), pod)
         if task is not None and task.claimed_by == instance:
             task.lease_expires_at = lease_until(timezone.now())
             Task.objects.filter(pk=task.pk).update(lease_expires_at=task.lease_expires_at)
             return Pull(StartWork.load(task))
         if task is None:
-            held_back = _held_back(pod)
+            held_back = _held_back(state)
             if held_back is not None:
                 return held_back
-            task = _ready_candidate(pod)
+            task = _first(_ready_candidate(pod=pod.pk), pod)
         if task is None:
             return Pull()
         # The clock is read after the candidate query saw its dependencies done, so started_at

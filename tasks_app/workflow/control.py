@@ -23,6 +23,7 @@ rework bookkeeping, and one place to read them all is what a person changing the
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
+from ..graph import dependency_states
 from ..ids import rework_id as next_rework_id
 from ..ids import root_of
 from ..models import (
@@ -212,7 +213,7 @@ def _approve(change, task, actor, reviewer_pod, note, handoff_note):
     )
     return Completion(
         task=task,
-        dependencies=list(task.depends_on.order_by("id").values_list("id", "status")),
+        dependencies=dependency_states(task.pk),
         successors=successors,
         started=[StartWork.load(s) for s in started],
     )

@@ -7,7 +7,7 @@ found, how a mode is resolved and how a note is written; together they are rule 
 from django.db.models import F, Q
 from django.utils import timezone
 
-from ..graph import Depends, find_cycle, successor_ids, waiting_for
+from ..graph import Depends, dependency_states, find_cycle, successor_ids, waiting_for
 from ..ids import carried_over, continuation_id, root_of
 from ..models import (
     AutoModeRule,
@@ -109,7 +109,7 @@ def finish(
         "question",
         "asked_at",
     )
-    dependencies = list(task.depends_on.order_by("id").values_list("id", "status"))
+    dependencies = dependency_states(task.pk)
     closed = {"question_closed": question} if question else {}
     if into_review:
         return control.submit(
@@ -176,7 +176,7 @@ def _repeated_submission(task, instance):
         )
     return Completion(
         task=task,
-        dependencies=list(task.depends_on.order_by("id").values_list("id", "status")),
+        dependencies=dependency_states(task.pk),
         repeated=True,
     )
 
@@ -205,7 +205,7 @@ def _repeated_completion(task, instance):
     started = Task.objects.select_related("pod_owner").in_bulk(started_ids)
     return Completion(
         task=task,
-        dependencies=list(task.depends_on.order_by("id").values_list("id", "status")),
+        dependencies=dependency_states(task.pk),
         successors=successors,
         started=[StartWork.load(started[pk]) for pk in started_ids if pk in started],
         continuation=continuation,
@@ -452,7 +452,7 @@ def scale_out(
     )
     return Completion(
         task=task,
-        dependencies=list(task.depends_on.order_by("id").values_list("id", "status")),
+        dependencies=dependency_states(task.pk),
         continuation=continuation,
     )
 

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from django.db.models import Case, Q, Value, When
 
 from ..models import Comment, HandoffNote, Task, Thought, TraceStep
+from ..prepared import prepared
 
 # How many of the predecessor's last thoughts and trace steps a start context carries.
 CONTEXT_STEPS = 20
@@ -43,56 +44,86 @@ class StartWork:
         """Read the parts for ``task`` (with ``pod_owner``) from the database."""
         source = None
         if task.handoff_from_id is not None:
-            source = (
-                Task.objects.filter(pk=task.handoff_from_id)
-                .only("id", "outputs", "reasoning_summary", "next_steps", "scale_root")
-                .first()
-            )
-        note = HandoffNote.objects.filter(to_task_id=task.pk).order_by("-created_at", "-id").first()
+            source = next(iter(_source(task=task.handoff_from_id)), None)
+        note = next(iter(_latest_note(task=task.pk)), None)
         work = cls(
             task=task,
-            dependencies=list(task.depends_on.order_by("id").values_list("id", "title", "status")),
+            dependencies=_dependencies(task=task.pk),
             note=note,
             source=source,
-            comments=list(
-                Comment.objects.filter(task_id=task.pk, kind__in=CONTEXT_COMMENT_KINDS)
-                .order_by("created_at", "id")
-                .values_list("kind", "body", "author", "created_at")
-            ),
+            comments=_comments(task=task.pk),
         )
         if source is not None:
             work.next_steps = list(source.next_steps or [])
-            work.thoughts = _last(
-                Thought.objects.filter(task_id=source.pk), "step", "thought", "at"
-            )
-            work.steps = _last(
-                TraceStep.objects.filter(task_id=source.pk),
-                "step", "action", "rationale", "tokens", "author_pod", "at",
-            )  # fmt: skip
+            work.thoughts = _last_thoughts(task=source.pk)[::-1]
+            work.steps = _last_steps(task=source.pk)[::-1]
             if source.scale_root:
-                root = source.scale_root
-                chain = (
-                    Task.objects.filter(Q(pk=root) | Q(scale_root=root))
-                    .order_by(
-                        Case(When(pk=root, then=Value(0)), default=Value(1)), "created_at", "id"
-                    )
-                    .values_list("id", "outputs")
-                )
-                work.linked = list(chain)
+                work.linked = _chain(root=source.scale_root)
         elif note is not None and note.from_task_id != task.pk:
-            steps = (
-                Task.objects.filter(pk=note.from_task_id)
-                .values_list("next_steps", flat=True)
-                .first()
-            )
-            work.next_steps = list(steps or [])
+            steps = _next_steps(task=note.from_task_id)
+            work.next_steps = list(steps[0] if steps and steps[0] else [])
         return work
 
 
-def _last(rows, *fields):
-    """Return the last ``CONTEXT_STEPS`` of ``rows`` by step, oldest first, as tuples."""
-    last = rows.order_by("-step", "-id").values_list(*fields)[:CONTEXT_STEPS]
-    return list(reversed(last))
+# The start context's queries, ``prepared``: the API runs them on every claim.
+
+
+@prepared(task=str)
+def _source(task):
+    return Task.objects.filter(pk=task).only(
+        "id", "outputs", "reasoning_summary", "next_steps", "scale_root"
+    )[:1]
+
+
+@prepared(task=str)
+def _latest_note(task):
+    return HandoffNote.objects.filter(to_task_id=task).order_by("-created_at", "-id")[:1]
+
+
+@prepared(task=str)
+def _dependencies(task):
+    return (
+        Task.objects.filter(dependents__pk=task).order_by("id").values_list("id", "title", "status")
+    )
+
+
+@prepared(task=str)
+def _comments(task):
+    return (
+        Comment.objects.filter(task_id=task, kind__in=CONTEXT_COMMENT_KINDS)
+        .order_by("created_at", "id")
+        .values_list("kind", "body", "author", "created_at")
+    )
+
+
+@prepared(task=str)
+def _last_thoughts(task):
+    """The last ``CONTEXT_STEPS`` thoughts, newest first."""
+    rows = Thought.objects.filter(task_id=task).order_by("-step", "-id")
+    return rows.values_list("step", "thought", "at")[:CONTEXT_STEPS]
+
+
+@prepared(task=str)
+def _last_steps(task):
+    """The last ``CONTEXT_STEPS`` trace steps, newest first."""
+    rows = TraceStep.objects.filter(task_id=task).order_by("-step", "-id")
+    fields = ("step", "action", "rationale", "tokens", "author_pod", "at")
+    return rows.values_list(*fields)[:CONTEXT_STEPS]
+
+
+@prepared(root=str)
+def _chain(root):
+    """Every task of the scale-out chain from ``root``, root first."""
+    return (
+        Task.objects.filter(Q(pk=root) | Q(scale_root=root))
+        .order_by(Case(When(pk=root, then=Value(0)), default=Value(1)), "created_at", "id")
+        .values_list("id", "outputs")
+    )
+
+
+@prepared(task=str)
+def _next_steps(task):
+    return Task.objects.filter(pk=task).values_list("next_steps", flat=True)[:1]
 
 
 @dataclass

@@ -6,6 +6,7 @@ from django.conf import settings
 from django.db.models import F
 
 from ..models import Status, Task
+from ..prepared import prepared
 from .runner import RuleError, not_found
 
 
@@ -15,15 +16,20 @@ def lease_until(now):
 
 def lock(task_id):
     """Return the task locked for update, with its pod; raise ``not_found``."""
-    task = (
+    found = _locked(task=task_id)
+    if not found:
+        raise not_found(task_id)
+    return found[0]
+
+
+@prepared(task=str)
+def _locked(task):
+    return (
         Task.objects.select_for_update(of=("self",))
         .select_related("pod_owner")
-        .filter(pk=task_id)
-        .first()
+        .filter(pk=task)
+        .order_by()[:1]
     )
-    if task is None:
-        raise not_found(task_id)
-    return task
 
 
 def save(task, now, *fields):

@@ -1,0 +1,118 @@
+"""Hot queries that the ORM builds once and then runs with new values.
+
+Turning a queryset into SQL costs Django far more than running it costs the database on an
+indexed lookup: the claim's candidate query takes about 3 ms to build and 0.1 ms to run on
+SQLite. The pod API runs the same few queries on every request, so ``prepared`` builds each
+once per database connection's vendor, with marker values standing in for the arguments,
+remembers where the markers landed among the SQL parameters, and afterwards runs that SQL with
+the caller's values through the ORM's own result machinery (converters, model instances,
+``select_related``, ``values_list``). A prepared query returns exactly what its queryset would.
+
+    @prepared(pod_id=int, status=str)
+    def ready_ids(pod_id, status):
+        return Task.objects.filter(pod_owner_id=pod_id, status=status).values_list("pk")[:5]
+
+    ready_ids(pod_id=3, status="ready")   # a list, as list(queryset) would be
+
+Arguments are plain ``int`` or ``str`` values (primary keys, ids, statuses): what a lookup
+passes to the database unchanged. A queryset must be built so that every argument reaches the
+SQL as a parameter, which ``prepared`` checks when it builds it.
+"""
+
+import copy
+import threading
+
+from django.core.exceptions import ImproperlyConfigured
+from django.db import connections
+
+_INT_MARKER = -(2**61)
+
+
+def _marker(index, name, kind):
+    if kind is int:
+        return _INT_MARKER - index
+    if kind is str:
+        return f"\x1fprepared {name}\x1f"
+    raise ImproperlyConfigured(f"prepared: argument {name} must be int or str, not {kind!r}")
+
+
+class _Compiled:
+    """A queryset built with markers, its compiler after ``as_sql``, and its parameter slots:
+    an argument's name, or a constant the queryset itself holds (wrapped in a 1-tuple)."""
+
+    def __init__(self, queryset, compiler, sql, slots):
+        self.queryset, self.compiler, self.sql, self.slots = queryset, compiler, sql, slots
+
+    def params(self, values):
+        return tuple(values[slot] if isinstance(slot, str) else slot[0] for slot in self.slots)
+
+
+class Prepared:
+    def __init__(self, build, kinds):
+        self.build, self.kinds = build, kinds
+        self.__doc__, self.__name__ = build.__doc__, build.__name__
+        self._compiled = {}
+        self._lock = threading.Lock()
+
+    def _compile(self):
+        markers = {
+            name: _marker(i, name, kind) for i, (name, kind) in enumerate(self.kinds.items())
+        }
+        names = {marker: name for name, marker in markers.items()}
+        queryset = self.build(**markers)
+        compiler = queryset.query.get_compiler(using=queryset.db)
+        sql, params = compiler.as_sql()
+        slots = [names.get(p, (p,)) if isinstance(p, int | str) else (p,) for p in params]
+        missing = set(markers) - {s for s in slots if isinstance(s, str)}
+        inlined = [name for name, m in markers.items() if isinstance(m, str) and m in sql]
+        if missing or inlined:
+            raise ImproperlyConfigured(
+                f"prepared {self.__name__}: {sorted(missing or inlined)} must reach the SQL as "
+                "parameters."
+            )
+        return _Compiled(queryset, compiler, sql, slots)
+
+    def compiled(self):
+        """Return the query built for the default database's engine (built on first use)."""
+        vendor = connections["default"].vendor
+        found = self._compiled.get(vendor)
+        if found is None:
+            with self._lock:
+                found = self._compiled.get(vendor) or self._compile()
+                self._compiled[vendor] = found
+        return found
+
+    def __call__(self, **values):
+        """Run the query with ``values`` for its arguments; return its rows as a list."""
+        if values.keys() != self.kinds.keys():
+            raise TypeError(f"{self.__name__} takes {sorted(self.kinds)}, got {sorted(values)}")
+        compiled = self.compiled()
+        return list(_Run(compiled, compiled.params(values)).queryset())
+
+
+class _Run:
+    """One execution: a copy of the built queryset whose compiler answers the cached SQL."""
+
+    def __init__(self, compiled, params):
+        self.compiled, self.params = compiled, params
+
+    def compiler(self, using=None, connection=None, elide_empty=True):
+        compiler = copy.copy(self.compiled.compiler)
+        compiler.connection = connection or connections[using]
+        sql, params = self.compiled.sql, self.params
+        compiler.as_sql = lambda *args, **kwargs: (sql, params)
+        return compiler
+
+    def queryset(self):
+        queryset = self.compiled.queryset._chain()
+        queryset.query.get_compiler = self.compiler
+        return queryset
+
+
+def prepared(**kinds):
+    """Decorate a function that builds a queryset from ``kinds``' arguments (see the module)."""
+
+    def decorate(build):
+        return Prepared(build, kinds)
+
+    return decorate

@@ -1,0 +1,82 @@
+"""``prepared`` queries answer exactly what their querysets answer, with each call's values."""
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.db.models import Case, IntegerField, Value, When
+
+from tasks_app.models import Pod, Status, Task
+from tasks_app.prepared import prepared
+
+pytestmark = pytest.mark.django_db
+
+
+@prepared(pod=int, status=str)
+def _tasks_in(pod, status):
+    return Task.objects.filter(pod_owner_id=pod, status=status).order_by("id")
+
+
+@prepared(pod=int, title=str)
+def _title_first(pod, title):
+    first = Case(When(title=title, then=Value(0)), default=Value(1), output_field=IntegerField())
+    return (
+        Task.objects.filter(pod_owner_id=pod)
+        .select_related("pod_owner")
+        .order_by(first, "-priority", "id")
+        .values_list("id", "pod_owner__name")[:2]
+    )
+
+
+@prepared(task=str)
+def _with_pod(task):
+    return Task.objects.select_related("pod_owner").filter(pk=task)[:1]
+
+
+def test_a_prepared_query_returns_what_its_queryset_returns_for_each_calls_values(make_task, pods):
+    make_task("DEV-2", pod="DevPod", status=Status.READY, priority=1, title="b")
+    make_task("DEV-1", pod="DevPod", status=Status.ACTIVE, priority=3, title="a")
+    make_task("DEV-3", pod="DevPod", status=Status.READY, priority=2, title="c")
+    make_task("QA-1", pod="QAPod", status=Status.READY)
+    dev, qa = pods["DevPod"].pk, pods["QAPod"].pk
+
+    ready = _tasks_in(pod=dev, status=Status.READY)
+    assert [t.pk for t in ready] == ["DEV-2", "DEV-3"]
+    assert all(isinstance(t, Task) and t.inputs == {} for t in ready)
+    assert [t.pk for t in _tasks_in(pod=dev, status=Status.ACTIVE)] == ["DEV-1"]
+    assert [t.pk for t in _tasks_in(pod=qa, status=Status.READY)] == ["QA-1"]
+    assert _tasks_in(pod=qa, status=Status.DONE) == []
+
+    # A parameter that appears twice (the filter and the CASE) takes the new value in both.
+    assert _title_first(pod=dev, title="b") == [("DEV-2", "DevPod"), ("DEV-1", "DevPod")]
+    assert _title_first(pod=dev, title="c") == [("DEV-3", "DevPod"), ("DEV-1", "DevPod")]
+
+
+def test_select_related_and_converters_come_back_as_the_orm_builds_them(make_task):
+    made = make_task("DEV-9", pod="DevPod", status=Status.ACTIVE)
+    (task,) = _with_pod(task="DEV-9")
+    assert task.pod_owner.name == "DevPod"
+    assert task.created_at == Task.objects.get(pk="DEV-9").created_at == made.created_at
+    assert task.created_at.tzinfo is not None
+    assert _with_pod(task="DEV-404") == []
+
+
+def test_wrong_arguments_are_refused():
+    with pytest.raises(TypeError, match=r"takes \['pod', 'status'\]"):
+        _tasks_in(pod=1)
+
+
+def test_an_argument_that_does_not_reach_the_sql_as_a_parameter_is_refused():
+    @prepared(name=str)
+    def _ignores_name(name):
+        return Pod.objects.all()
+
+    with pytest.raises(ImproperlyConfigured, match=r"\['name'\] must reach the SQL"):
+        _ignores_name(name="DevPod")
+
+
+def test_only_int_and_str_arguments_may_be_declared():
+    @prepared(when=float)
+    def _by_float(when):
+        return Pod.objects.filter(wip_limit=when)
+
+    with pytest.raises(ImproperlyConfigured, match="must be int or str"):
+        _by_float(when=1.5)
