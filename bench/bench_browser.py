@@ -107,7 +107,7 @@ def timed_move(page, card_id, list_id, *, index=0):
     ``(total ms, server ms, ms from the release until the request left)``."""
     with page.expect_response(re.compile(r"/board/move/$")) as answer:
         released, released_at = drag_to(page, card_id, list_id, index=index)
-    settled = f'#{list_id} > [id="task-{card_id}"]:not(.is-saving)'
+    settled = f'#{list_id} [id="task-{card_id}"]:not(.is-saving)'
     page.locator(settled).wait_for(state="attached", timeout=15_000)
     total = (time.perf_counter() - released) * 1000
     response = answer.value
