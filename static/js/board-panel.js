@@ -16,6 +16,8 @@
   var openerCard = ""; // DOM id of the card whose link opened the panel
   var focusOnSwap = false;
   var keepScroll = null;
+  var panelRequests = 0; // panel requests in flight (an action's answer, an open, a refresh)
+  var newestSeen = {}; // task id -> the newest version a live push announced
 
   function panel() { return document.getElementById("panel"); }
   function shown() { var p = panel(); return p && p.querySelector(".detail[data-task-id]"); }
@@ -73,14 +75,22 @@
     }
   }
 
-  document.addEventListener("podboard:card-changed", function (evt) {
+  /* Bring the panel up to the newest version a push announced for its task. */
+  function follow() {
     var detail = shown();
-    var change = evt.detail || {};
-    if (!detail || detail.dataset.taskId !== change.id) return;
-    if (change.gone) { markStale(detail, "This task was deleted.", false); return; }
-    if (change.version <= parseInt(detail.dataset.version, 10)) return;
+    if (!detail || panelRequests > 0) return; // an answer on its way is at least as new
+    if ((newestSeen[detail.dataset.taskId] || 0) <= parseInt(detail.dataset.version, 10)) return;
     if (typing(panel())) markStale(detail, "This task changed since it was shown.", true);
     else refresh();
+  }
+
+  document.addEventListener("podboard:card-changed", function (evt) {
+    var change = evt.detail || {};
+    newestSeen[change.id] = Math.max(newestSeen[change.id] || 0, change.version || 0);
+    var detail = shown();
+    if (!detail || detail.dataset.taskId !== change.id) return;
+    if (change.gone) { markStale(detail, "This task was deleted.", false); return; }
+    follow();
   });
 
   document.addEventListener("click", function (evt) {
@@ -109,11 +119,19 @@
     document.body.addEventListener("htmx:beforeRequest", function (evt) {
       var elt = evt.detail.elt;
       var target = evt.detail.target;
-      if (!target || target.id !== "panel" || !elt || elt === document.body) return;
+      if (!target || target.id !== "panel") return;
+      panelRequests += 1;
+      if (!elt || elt === document.body) return;
       if (elt.tagName === "A") {
         focusOnSwap = true;
         var card = elt.closest(".card");
         if (card) openerCard = card.id;
+      }
+    });
+    document.body.addEventListener("htmx:afterRequest", function (evt) {
+      if (evt.detail.target && evt.detail.target.id === "panel") {
+        panelRequests = Math.max(0, panelRequests - 1);
+        setTimeout(follow, 50); // after the answer settled
       }
     });
     document.body.addEventListener("htmx:afterSettle", function (evt) {

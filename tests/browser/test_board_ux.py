@@ -271,3 +271,141 @@ def test_phone_shows_one_column_per_lane_with_tabs_and_44px_targets(browser, ux)
     assert box["width"] >= 44 and box["height"] >= 44
     assert page.evaluate("document.documentElement.scrollWidth") <= 390
     assert errors == []
+
+
+# 4. Flash captions ---------------------------------------------------------------------------
+
+
+def test_flashes_say_what_happened_on_the_cards(browser, ux):
+    errors = []
+    page = sign_in(browser, ux, errors=errors)
+    api(
+        ux,
+        "load",
+        "POST",
+        "/tasks",
+        id="CAP-1",
+        title="Caption giver",
+        pod_owner="LoadPod",
+        handoff_mode="sync",
+    )
+    api(
+        ux,
+        "load",
+        "POST",
+        "/tasks",
+        id="CAP-2",
+        title="Caption taker",
+        pod_owner="LoadPod",
+        depends_on=["CAP-1"],
+        handoff_from="CAP-1",
+    )
+    api(ux, "load", "POST", "/tasks/CAP-1/start", instance="Cap#1")
+    api(ux, "load", "POST", "/tasks/CAP-1/complete", instance="Cap#1", handoff_note="Over to you.")
+    taker = card(page, "CAP-2")
+    expect(taker.locator(".flash-caption")).to_have_text("baton from CAP-1 · sync", timeout=4000)
+    expect(card(page, "CAP-1").locator(".flash-caption")).to_have_text("baton → CAP-2")
+    expect(taker).to_have_class(re.compile(r"\blive-flash\b"))
+
+    api(ux, "load", "POST", "/tasks/CAP-2/start", instance="Cap#1")
+    api(ux, "load", "POST", "/tasks/CAP-2/scale_out", instance="Cap#1", reason="capacity_reached")
+    expect(card(page, "CAP-2").locator(".flash-caption")).to_have_text(
+        "scaled out → CAP-2.2", timeout=4000
+    )
+    expect(card(page, "CAP-2.2").locator(".flash-caption")).to_have_text("continues CAP-2")
+    # The caption goes with the ring, a few seconds later.
+    expect(card(page, "CAP-2.2").locator(".flash-caption")).to_have_count(0, timeout=8000)
+    assert errors == []
+
+
+# 5. The side panel follows live changes --------------------------------------------------------
+
+
+def test_open_panel_follows_live_changes_and_drops_actions_that_no_longer_apply(browser, ux):
+    errors = []
+    page = sign_in(browser, ux, errors=errors)
+    card(page, "UX-P0").locator(".card-id").click()
+    panel = page.locator("#panel")
+    expect(panel.locator(".status-badge").first).to_have_text("Active")
+    expect(panel.locator(".actions button", has_text="Complete")).to_be_enabled()
+    expect(panel.locator(".lease")).to_have_count(1)
+
+    api(ux, "load", "POST", "/tasks/UX-P0/complete", instance="LoadPod#1", token_count=4321)
+    expect(panel.locator(".status-badge").first).to_have_text("Done", timeout=4000)
+    expect(panel.locator(".actions button", has_text="Complete")).to_have_count(0)
+    expect(panel.locator(".lease")).to_have_count(0)
+    expect(panel.locator(".facts")).to_contain_text("Tokens4.3k")
+    expect(panel.locator("button.reopen")).to_be_visible()
+
+    # Someone typing in the panel keeps what they typed: the panel says it is stale instead,
+    # and its actions are disabled until it is refreshed.
+    card(page, "UX-P1").locator(".card-id").click()
+    expect(panel.locator(".detail")).to_have_attribute("data-task-id", "UX-P1")
+    panel.locator("input[name=note]").fill("half a thought")
+    api(ux, "load", "POST", "/tasks/UX-P1/complete", instance="LoadPod#1")
+    expect(panel.locator(".stale-note")).to_contain_text("This task changed", timeout=4000)
+    expect(panel.locator(".actions button", has_text="Complete")).to_be_disabled()
+    expect(panel.locator("input[name=note]")).to_have_value("half a thought")
+    panel.locator(".panel-refresh").click()
+    expect(panel.locator(".status-badge").first).to_have_text("Done")
+    expect(panel.locator(".actions button", has_text="Complete")).to_have_count(0)
+    assert errors == []
+
+
+# 9. Navigation ---------------------------------------------------------------------------------
+
+
+def test_links_open_in_the_panel_reopen_and_exact_id_first(browser, ux):
+    errors = []
+    page = sign_in(browser, ux, errors=errors)
+    panel = page.locator("#panel")
+    # "waits for" on a card opens the dependency in the panel.
+    card(page, "QA-310").locator(".blocked a", has_text="DEV-101").click()
+    expect(panel.locator(".detail")).to_have_attribute("data-task-id", "DEV-101")
+    # A baton-trail link too; the board stays.
+    panel.locator(".baton-trail a", has_text="PROD-100").click()
+    expect(panel.locator(".detail")).to_have_attribute("data-task-id", "PROD-100")
+    expect(page).to_have_url(re.compile(r"/$"))
+    # A done task offers Reopen: back to Ready through the move rule, on every board.
+    with page.expect_response(re.compile(r"/tasks/PROD-100/reopen/$")) as answer:
+        panel.locator("button.reopen").click()
+    assert answer.value.status == 200
+    expect(panel.locator(".status-badge").first).to_have_text("Ready")
+    expect(panel.locator(".messages")).to_contain_text("PROD-100 is reopened")
+    expect(page.locator('#lane-ProductPod-ready [id="task-PROD-100"]')).to_be_visible(timeout=4000)
+    # Searching an id puts that task first, before longer ids that contain it.
+    page.fill("#filter-q", "UX-101")
+    expect(page).to_have_url(re.compile(r"\?q=UX-101$"))
+    ids = page.locator("#lane-DevPod-ready .card").evaluate_all("els => els.map(e => e.id)")
+    assert ids == ["task-UX-101", "task-UX-1010", "task-UX-1011", "task-UX-1012"]
+    assert errors == []
+
+
+# 10. Filters -----------------------------------------------------------------------------------
+
+
+def test_filters_show_clear_say_nothing_matches_and_keep_wip_over_all_tasks(browser, ux):
+    errors = []
+    page = sign_in(browser, ux, errors=errors)
+    wip = page.locator("#wip-QAPod")
+    expect(wip).to_have_text("WIP 1/2")
+    clear = page.locator("#clear-filters")
+    expect(clear).to_be_hidden()
+    page.fill("#filter-q", "sign-in")
+    expect(page).to_have_url(re.compile(r"\?q=sign-in$"))
+    expect(clear).to_be_visible()
+    # QA-305 (active) does not match, yet the WIP badge still counts it.
+    expect(page.locator("#count-QAPod-active")).to_have_text("0")
+    expect(wip).to_have_text("WIP 1/2")
+    expect(page.locator(".nothing-matches")).to_have_count(0)
+    page.fill("#filter-q", "zebra-crossing")
+    expect(page.locator(".nothing-matches")).to_have_text(
+        "Nothing matches “zebra-crossing”. Clear the filters."
+    )
+    expect(page.locator("#board-body .card")).to_have_count(0)
+    expect(wip).to_have_text("WIP 1/2")
+    clear.click()
+    expect(page).to_have_url(re.compile(r"/$"))
+    expect(page.locator(".nothing-matches")).to_have_count(0)
+    expect(clear).to_be_hidden()
+    assert errors == []
