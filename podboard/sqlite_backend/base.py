@@ -63,6 +63,7 @@ Forks
     the parent's idle ones are abandoned in the child, never used or closed there).
 """
 
+import functools
 import os
 import threading
 import time
@@ -283,6 +284,18 @@ class WriterCursor(sqlite3_base.SQLiteCursorWrapper):
             return super().executemany(query, param_list)
         finally:
             db._release_writer()
+
+    def convert_query(self, query, *, param_names=None):
+        if param_names is None:
+            return _qmark(query)
+        return super().convert_query(query, param_names=param_names)
+
+
+@functools.lru_cache(maxsize=1024)
+def _qmark(query):
+    """Django's "format" → "qmark" rewrite, remembered: the API runs the same statements over
+    and over, and the regular expression over a long one costs more than running it."""
+    return sqlite3_base.FORMAT_QMARK_REGEX.sub("?", query).replace("%%", "%")
 
 
 class DatabaseCreation(sqlite3_creation.DatabaseCreation):
