@@ -409,3 +409,124 @@ def test_filters_show_clear_say_nothing_matches_and_keep_wip_over_all_tasks(brow
     expect(page.locator(".nothing-matches")).to_have_count(0)
     expect(clear).to_be_hidden()
     assert errors == []
+
+
+# 7. Keyboard and screen readers ----------------------------------------------------------------
+
+AXE_SERIOUS = """() => axe.run(document, {resultTypes: ['violations']}).then(r => r.violations
+  .filter(v => v.impact === 'serious' || v.impact === 'critical')
+  .map(v => v.id + ': ' + v.nodes.slice(0, 3).map(n => n.target.join(' ')).join(' | ')))"""
+
+
+def axe_violations(page, ux):
+    page.add_script_tag(url=ux["url"] + "/static/vendor/axe-core/axe.min.js")
+    return page.evaluate(AXE_SERIOUS)
+
+
+def test_keyboard_and_screen_reader_use(browser, ux):
+    errors = []
+    page = sign_in(browser, ux, errors=errors)
+    expect(card(page, "DEV-101").locator(".card-menu summary")).to_have_attribute(
+        "aria-label", "Move DEV-101"
+    )
+    # The panel is no live region (it would be read out whole); live regions are short.
+    assert page.locator("#panel").get_attribute("aria-live") is None
+    regions = page.locator("[aria-live], [role=status], [role=alert]").evaluate_all(
+        "els => els.map(e => e.textContent.trim().length)"
+    )
+    assert max(regions) <= 80, regions
+    # Opening a card moves focus into the panel; closing it brings focus back to the card.
+    link = card(page, "DEV-101").locator(".card-id")
+    link.focus()
+    page.keyboard.press("Enter")
+    expect(page.locator("#panel h1")).to_be_focused()
+    page.keyboard.press("Escape")
+    expect(page.locator("#panel .detail")).to_have_count(0)
+    expect(link).to_be_focused()
+    # Lane links: a few Tab presses reach QAPod's lane, not a hundred.
+    page.locator("#filter-q").focus()
+    presses = 0
+    while page.evaluate("document.activeElement.textContent.trim()") != "QAPod" and presses < 20:
+        page.keyboard.press("Tab")
+        presses += 1
+    assert presses <= 8, presses
+    page.keyboard.press("Enter")
+    expect(page.locator("#lane-QAPod")).to_be_focused()
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('.lane').id") == "lane-QAPod"
+    assert axe_violations(page, ux) == []
+    for path in ["/tasks/DEV-101/", "/tasks/PROD-101/", "/import/"]:
+        page.goto(ux["url"] + path)
+        assert axe_violations(page, ux) == [], path
+    assert errors == []
+
+
+# 8. Contrast -----------------------------------------------------------------------------------
+
+CONTRAST = """() => {
+  const parse = (text) => {
+    let m = text.match(/rgba?\\(([^)]+)\\)/);
+    if (m) {
+      const p = m[1].split(/[ ,/]+/).filter(Boolean).map(Number);
+      return [p[0], p[1], p[2], p.length > 3 ? p[3] : 1];
+    }
+    m = text.match(/color\\(srgb ([^)]+)\\)/);
+    if (m) {
+      const p = m[1].split(/[ /]+/).filter(Boolean).map(Number);
+      return [p[0] * 255, p[1] * 255, p[2] * 255, p.length > 3 ? p[3] : 1];
+    }
+    throw new Error('colour ' + text);
+  };
+  const over = (top, under) => {
+    const a = top[3];
+    return [0, 1, 2].map(i => top[i] * a + under[i] * (1 - a)).concat([1]);
+  };
+  const background = (el) => {
+    const layers = [];
+    for (let node = el; node; node = node.parentElement) {
+      const bg = parse(getComputedStyle(node).backgroundColor);
+      if (bg[3] > 0) layers.push(bg);
+      if (bg[3] >= 1) break;
+    }
+    let colour = [255, 255, 255, 1];
+    if (!layers.length || layers[layers.length - 1][3] < 1) {
+      colour = parse(getComputedStyle(document.body).backgroundColor);
+    }
+    for (let i = layers.length - 1; i >= 0; i--) colour = over(layers[i], colour);
+    return colour;
+  };
+  const opacity = (el) => {
+    let o = 1;
+    for (let node = el; node; node = node.parentElement) o *= Number(getComputedStyle(node).opacity);
+    return o;
+  };
+  const lum = (c) => {
+    const [r, g, b] = c.slice(0, 3).map(v => {
+      v /= 255;
+      return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4);
+    });
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+  };
+  const out = [];
+  const badges = '.tag, .prio, .status-badge, .wip, .lease, .count, .tokens, .instance, ' +
+    '.flash-caption, .paused-tag, .col-tab, .done-at, .column-head, .lane-links';
+  for (const el of document.querySelectorAll(badges)) {
+    if (!el.checkVisibility() || !el.textContent.trim()) continue;
+    const bg = background(el);
+    const fg = over([...parse(getComputedStyle(el).color).slice(0, 3), parse(getComputedStyle(el).color)[3] * opacity(el)], bg);
+    const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
+    const ratio = (a + 0.05) / (b + 0.05);
+    if (ratio < 4.5) out.push(`${el.className} "${el.textContent.trim().slice(0, 20)}" ${ratio.toFixed(2)}`);
+  }
+  return out;
+}"""
+
+
+@pytest.mark.parametrize("scheme", ["light", "dark"])
+def test_every_badge_has_contrast_of_at_least_4_5(browser, ux, scheme):
+    page = sign_in(browser, ux, color_scheme=scheme)
+    assert page.locator(".card.status-done").count() > 0
+    assert page.locator(".card .prio").count() > 10
+    assert page.evaluate(CONTRAST) == []
+    page.goto(ux["url"] + "/tasks/DEV-101/")
+    assert page.evaluate(CONTRAST) == []
