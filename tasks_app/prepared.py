@@ -14,18 +14,24 @@ the caller's values through the ORM's own result machinery (converters, model in
 
     ready_ids(pod_id=3, status="ready")   # a list, as list(queryset) would be
 
-Arguments are plain ``int`` or ``str`` values (primary keys, ids, statuses): what a lookup
-passes to the database unchanged. A queryset must be built so that every argument reaches the
-SQL as a parameter, which ``prepared`` checks when it builds it.
+``prepared_update`` does the same for ``queryset.update(**changes)``.
+
+Arguments are ``int``, ``str`` or ``datetime`` values (primary keys, ids, statuses, times). A
+queryset must be built so that every argument reaches the SQL as a parameter, which
+``prepared`` checks when it builds it.
 """
 
 import copy
 import threading
+from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+from django.db.models.sql import UpdateQuery
+from django.db.models.sql.constants import ROW_COUNT
 
 _INT_MARKER = -(2**61)
+_TIME_MARKER = datetime(1901, 1, 1, tzinfo=UTC)
 
 
 def _marker(index, name, kind):
@@ -33,12 +39,23 @@ def _marker(index, name, kind):
         return _INT_MARKER - index
     if kind is str:
         return f"\x1fprepared {name}\x1f"
-    raise ImproperlyConfigured(f"prepared: argument {name} must be int or str, not {kind!r}")
+    if kind is datetime:
+        return _TIME_MARKER + timedelta(microseconds=index + 1)
+    raise ImproperlyConfigured(
+        f"prepared: argument {name} must be int, str or datetime, not {kind!r}"
+    )
+
+
+def _adapt(connection, kind, value):
+    """``value`` as the ORM hands it to the driver (a datetime may become text)."""
+    if kind is datetime and value is not None:
+        return connection.ops.adapt_datetimefield_value(value)
+    return value
 
 
 class _Compiled:
-    """A queryset built with markers, its compiler after ``as_sql``, and its parameter slots:
-    an argument's name, or a constant the queryset itself holds (wrapped in a 1-tuple)."""
+    """A statement built with markers, its compiler after ``as_sql``, and its parameter slots:
+    an argument's name, or a constant the statement itself holds (wrapped in a 1-tuple)."""
 
     def __init__(self, queryset, compiler, sql, slots):
         self.queryset, self.compiler, self.sql, self.slots = queryset, compiler, sql, slots
@@ -48,21 +65,29 @@ class _Compiled:
 
 
 class Prepared:
+    """A SELECT: ``build`` returns a queryset; a call returns its rows as a list."""
+
     def __init__(self, build, kinds):
         self.build, self.kinds = build, kinds
         self.__doc__, self.__name__ = build.__doc__, build.__name__
         self._compiled = {}
         self._lock = threading.Lock()
 
+    def _statement(self, markers):
+        queryset = self.build(**markers)
+        return queryset, queryset.query.get_compiler(using=queryset.db)
+
     def _compile(self):
+        connection = connections["default"]
         markers = {
             name: _marker(i, name, kind) for i, (name, kind) in enumerate(self.kinds.items())
         }
-        names = {marker: name for name, marker in markers.items()}
-        queryset = self.build(**markers)
-        compiler = queryset.query.get_compiler(using=queryset.db)
+        names = {_adapt(connection, self.kinds[n], m): n for n, m in markers.items()}
+        queryset, compiler = self._statement(markers)
         sql, params = compiler.as_sql()
-        slots = [names.get(p, (p,)) if isinstance(p, int | str) else (p,) for p in params]
+        slots = [
+            names.get(p, (p,)) if isinstance(p, int | str | datetime) else (p,) for p in params
+        ]
         missing = set(markers) - {s for s in slots if isinstance(s, str)}
         inlined = [name for name, m in markers.items() if isinstance(m, str) and m in sql]
         if missing or inlined:
@@ -73,7 +98,7 @@ class Prepared:
         return _Compiled(queryset, compiler, sql, slots)
 
     def compiled(self):
-        """Return the query built for the default database's engine (built on first use)."""
+        """Return the statement built for the default database's engine (built on first use)."""
         vendor = connections["default"].vendor
         found = self._compiled.get(vendor)
         if found is None:
@@ -82,12 +107,34 @@ class Prepared:
                 self._compiled[vendor] = found
         return found
 
-    def __call__(self, **values):
-        """Run the query with ``values`` for its arguments; return its rows as a list."""
+    def _params(self, values):
         if values.keys() != self.kinds.keys():
             raise TypeError(f"{self.__name__} takes {sorted(self.kinds)}, got {sorted(values)}")
         compiled = self.compiled()
-        return list(_Run(compiled, compiled.params(values)).queryset())
+        connection = connections["default"]
+        adapted = {n: _adapt(connection, self.kinds[n], v) for n, v in values.items()}
+        return compiled, compiled.params(adapted)
+
+    def __call__(self, **values):
+        """Run the query with ``values`` for its arguments; return its rows as a list."""
+        compiled, params = self._params(values)
+        return list(_Run(compiled, params).queryset())
+
+
+class PreparedUpdate(Prepared):
+    """An UPDATE: ``build`` returns ``(queryset, {field: new value})``; a call returns the
+    number of rows it changed, as ``queryset.update(**values)`` would."""
+
+    def _statement(self, markers):
+        queryset, changes = self.build(**markers)
+        query = queryset.query.chain(UpdateQuery)
+        query.add_update_values(changes)
+        return queryset, query.get_compiler(using=queryset.db)
+
+    def __call__(self, **values):
+        compiled, params = self._params(values)
+        compiler = _Run(compiled, params).compiler(using=compiled.queryset.db)
+        return compiler.execute_sql(ROW_COUNT)
 
 
 class _Run:
@@ -111,8 +158,9 @@ class _Run:
 
 def prepared(**kinds):
     """Decorate a function that builds a queryset from ``kinds``' arguments (see the module)."""
+    return lambda build: Prepared(build, kinds)
 
-    def decorate(build):
-        return Prepared(build, kinds)
 
-    return decorate
+def prepared_update(**kinds):
+    """Decorate a function that builds ``(queryset, {field: value})`` for an UPDATE."""
+    return lambda build: PreparedUpdate(build, kinds)

@@ -1,11 +1,14 @@
 """``prepared`` queries answer exactly what their querysets answer, with each call's values."""
 
+from datetime import UTC, datetime, timedelta
+
 import pytest
 from django.core.exceptions import ImproperlyConfigured
-from django.db.models import Case, IntegerField, Value, When
+from django.db.models import Case, F, IntegerField, Value, When
+from django.db.models.functions import Coalesce
 
 from tasks_app.models import Pod, Status, Task
-from tasks_app.prepared import prepared
+from tasks_app.prepared import prepared, prepared_update
 
 pytestmark = pytest.mark.django_db
 
@@ -78,5 +81,35 @@ def test_only_int_and_str_arguments_may_be_declared():
     def _by_float(when):
         return Pod.objects.filter(wip_limit=when)
 
-    with pytest.raises(ImproperlyConfigured, match="must be int or str"):
+    with pytest.raises(ImproperlyConfigured, match="must be int, str or datetime"):
         _by_float(when=1.5)
+
+
+@prepared_update(task=str, status=str, when=datetime)
+def _set_status(task, status, when):
+    return Task.objects.filter(pk=task, claimed_by=""), {
+        "status": status,
+        "updated_at": when,
+        "version": F("version") + 1,
+        "started_at": Coalesce(F("started_at"), Value(when)),
+    }
+
+
+def test_a_prepared_update_changes_what_the_queryset_update_would_and_counts_rows(make_task):
+    make_task("DEV-1", status=Status.READY)
+    make_task("DEV-2", status=Status.READY, claimed_by="DevPod#1")
+    first = datetime(2026, 3, 4, 5, 6, 7, 891011, tzinfo=UTC)
+
+    assert _set_status(task="DEV-1", status=Status.ACTIVE, when=first) == 1
+    assert _set_status(task="DEV-2", status=Status.ACTIVE, when=first) == 0  # held: no row
+    assert _set_status(task="DEV-404", status=Status.ACTIVE, when=first) == 0
+
+    one, two = Task.objects.get(pk="DEV-1"), Task.objects.get(pk="DEV-2")
+    assert (one.status, one.updated_at, one.started_at) == (Status.ACTIVE, first, first)
+    assert one.version == two.version + 1
+    assert (two.status, two.started_at) == (Status.READY, None)
+
+    later = first + timedelta(hours=2)
+    assert _set_status(task="DEV-1", status=Status.DONE, when=later) == 1
+    one = Task.objects.get(pk="DEV-1")
+    assert (one.status, one.updated_at, one.started_at) == (Status.DONE, later, first)

@@ -12,6 +12,7 @@ its ``wip_limit`` (Review does not count).
 """
 
 import json
+from datetime import datetime
 
 from django.conf import settings
 from django.db import connection
@@ -23,9 +24,9 @@ from django.utils.dateparse import parse_datetime
 from .. import ordering
 from ..graph import blocked_exists
 from ..models import EventKind, HandoffNote, Pod, Status, Task
-from ..prepared import prepared
+from ..prepared import prepared, prepared_update
 from .results import CONTEXT_COMMENT_KINDS, CONTEXT_STEPS, Pull, StartWork
-from .rows import lease_until
+from .rows import extend_lease, lease_until
 
 
 def claim(change, *, pod, instance):
@@ -124,6 +125,19 @@ def _first(rows, pod):
     return rows[0]
 
 
+@prepared_update(task=str, from_status=str, instance=str, lease=datetime, now=datetime)
+def _claim_row(task, from_status, instance, lease, now):
+    """Claim ``task`` for ``instance`` if it is still in ``from_status`` and held by nobody."""
+    return Task.objects.filter(pk=task, status=from_status, claimed_by=""), {
+        "status": Status.ACTIVE,
+        "claimed_by": instance,
+        "lease_expires_at": lease,
+        "started_at": Coalesce(F("started_at"), Value(now)),
+        "version": F("version") + 1,
+        "updated_at": now,
+    }
+
+
 def _claim_orm(change, pod, instance):
     states = _pod_state(pod=pod.pk)
     if not states:
@@ -133,8 +147,7 @@ def _claim_orm(change, pod, instance):
     for _attempt in range(5):
         task = _first(active(pod=pod.pk, instance=instance), pod)
         if task is not None and task.claimed_by == instance:
-            task.lease_expires_at = lease_until(timezone.now())
-            Task.objects.filter(pk=task.pk).update(lease_expires_at=task.lease_expires_at)
+            extend_lease(task, timezone.now())
             return Pull(StartWork.load(task))
         if task is None:
             held_back = _held_back(state)
@@ -147,13 +160,12 @@ def _claim_orm(change, pod, instance):
         # is never earlier than a dependency's completed_at.
         now = timezone.now()
         from_status = task.status
-        won = Task.objects.filter(pk=task.pk, status=from_status, claimed_by="").update(
-            status=Status.ACTIVE,
-            claimed_by=instance,
-            lease_expires_at=lease_until(now),
-            started_at=Coalesce(F("started_at"), Value(now)),
-            version=F("version") + 1,
-            updated_at=now,
+        won = _claim_row(
+            task=task.pk,
+            from_status=from_status,
+            instance=instance,
+            lease=lease_until(now),
+            now=now,
         )
         if not won:
             continue

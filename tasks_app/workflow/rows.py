@@ -1,12 +1,12 @@
 """Reading and writing task rows inside a rule: lock, save with a new version, refuse."""
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db.models import F
 
 from ..models import Status, Task
-from ..prepared import prepared
+from ..prepared import prepared, prepared_update
 from .runner import RuleError, not_found
 
 
@@ -44,7 +44,12 @@ def save(task, now, *fields):
 def extend_lease(task, now):
     """Extend the holder's lease without a new version (the card shows no change)."""
     task.lease_expires_at = lease_until(now)
-    Task.objects.filter(pk=task.pk).update(lease_expires_at=task.lease_expires_at)
+    _new_lease(task=task.pk, lease=task.lease_expires_at)
+
+
+@prepared_update(task=str, lease=datetime)
+def _new_lease(task, lease):
+    return Task.objects.filter(pk=task), {"lease_expires_at": lease}
 
 
 def refuse_if_blocked(task):
