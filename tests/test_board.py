@@ -466,3 +466,80 @@ def test_board_query_count_is_constant(client_lead, pods):
         client_lead.get("/?type=build&q=Task")
     # A text search adds one query: the lookup of the tasks it matches (``with_matches``).
     assert len(filtered) == len(small_filtered) == len(large) + 1
+
+
+# Board UX: refusals that place the card, WIP over all tasks, exact ids, captions --------------
+
+
+def test_a_conflict_answers_where_the_card_is_now(client_lead, make_task):
+    make_task("DEV-1", status=Status.ACTIVE)
+    make_task("DEV-2", status=Status.ACTIVE)
+    Task.objects.filter(pk="DEV-1").update(version=4)
+    response = client_lead.post(
+        reverse("board_move"), {"task": "DEV-1", "version": 1, "to_status": "done"}, **HX
+    )
+    assert response.status_code == 409
+    assert response["PodBoard-Lane"] == "lane-DevPod-active"
+    assert response["PodBoard-Before"] in ("task-DEV-2", "")
+    assert toast(response).endswith("It is now Active in DevPod.")
+
+
+def test_wip_badge_counts_all_active_tasks_under_a_search(client_lead, make_task, pods):
+    pods["DevPod"].wip_limit = 3
+    pods["DevPod"].save()
+    make_task("DEV-1", status=Status.ACTIVE, title="Payments")
+    make_task("DEV-2", status=Status.ACTIVE, title="Login")
+    html = client_lead.get("/?q=login").content.decode()
+    assert re.search(r'id="count-DevPod-active">1<', html)
+    assert re.search(r'id="wip-DevPod"[^>]*>WIP 2/3<', html)
+    empty = client_lead.get("/?q=zebra").content.decode()
+    assert "Nothing matches “zebra”." in empty
+    assert re.search(r'id="wip-DevPod"[^>]*>WIP 2/3<', empty)
+
+
+def test_searching_an_id_ranks_that_task_first(client_lead, make_task):
+    for task_id in ["DEV-1010", "DEV-1011", "DEV-101"]:
+        make_task(task_id, priority=5 if task_id != "DEV-101" else 0)
+    html = client_lead.get("/?q=dev-101").content.decode()
+    assert card_ids(html, "lane-DevPod-ready") == ["DEV-101", "DEV-1010", "DEV-1011"]
+
+
+def test_reopen_moves_a_done_task_back_to_ready_through_the_move_rule(client_lead, make_task):
+    make_task("DEV-1", status=Status.DONE, completed_at=timezone.now())
+    response = client_lead.post(
+        reverse("task_action", args=["DEV-1", "reopen"]), {"version": 1}, **HX
+    )
+    assert response.status_code == 200
+    task = Task.objects.get(pk="DEV-1")
+    assert task.status == Status.READY and task.completed_at is None
+    assert Event.objects.filter(task_key="DEV-1", kind="moved", to_status="ready").count() == 1
+
+
+def test_live_captions_say_why_a_card_flashes():
+    from tasks_app.live.changes import touched
+
+    events = [
+        {
+            "kind": "handoff",
+            "task_key": "DEV-2",
+            "payload": {"handoff_from": "DEV-1", "mode": "sync"},
+        },
+        {"kind": "scaled_out", "task_key": "DEV-3", "payload": {"continuation": "DEV-3.2"}},
+        {"kind": "lease_expired", "task_key": "DEV-4", "payload": {}},
+    ]
+    _ids, flash, _pods = touched(events)
+    assert flash == {
+        "DEV-2": "baton from DEV-1 · sync",
+        "DEV-1": "baton → DEV-2",
+        "DEV-3": "scaled out → DEV-3.2",
+        "DEV-3.2": "continues DEV-3",
+        "DEV-4": "stalled, back to Ready",
+    }
+
+
+def test_done_a_few_seconds_ago_reads_just_now():
+    from tasks_app.templatetags.podboard import ago
+
+    now = timezone.now()
+    assert ago(now - timedelta(seconds=20), now) == "just now"
+    assert ago(now - timedelta(minutes=5), now) == "5\xa0minutes ago"

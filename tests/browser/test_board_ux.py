@@ -281,34 +281,34 @@ def test_flashes_say_what_happened_on_the_cards(browser, ux):
     page = sign_in(browser, ux, errors=errors)
     api(
         ux,
-        "load",
+        "dev",
         "POST",
         "/tasks",
         id="CAP-1",
         title="Caption giver",
-        pod_owner="LoadPod",
+        pod_owner="DevPod",
         handoff_mode="sync",
     )
     api(
         ux,
-        "load",
+        "dev",
         "POST",
         "/tasks",
         id="CAP-2",
         title="Caption taker",
-        pod_owner="LoadPod",
+        pod_owner="DevPod",
         depends_on=["CAP-1"],
         handoff_from="CAP-1",
     )
-    api(ux, "load", "POST", "/tasks/CAP-1/start", instance="Cap#1")
-    api(ux, "load", "POST", "/tasks/CAP-1/complete", instance="Cap#1", handoff_note="Over to you.")
+    api(ux, "dev", "POST", "/tasks/CAP-1/start", instance="Cap#1")
+    api(ux, "dev", "POST", "/tasks/CAP-1/complete", instance="Cap#1", handoff_note="Over to you.")
     taker = card(page, "CAP-2")
     expect(taker.locator(".flash-caption")).to_have_text("baton from CAP-1 · sync", timeout=4000)
     expect(card(page, "CAP-1").locator(".flash-caption")).to_have_text("baton → CAP-2")
     expect(taker).to_have_class(re.compile(r"\blive-flash\b"))
 
-    api(ux, "load", "POST", "/tasks/CAP-2/start", instance="Cap#1")
-    api(ux, "load", "POST", "/tasks/CAP-2/scale_out", instance="Cap#1", reason="capacity_reached")
+    api(ux, "dev", "POST", "/tasks/CAP-2/start", instance="Cap#1")
+    api(ux, "dev", "POST", "/tasks/CAP-2/scale_out", instance="Cap#1", reason="capacity_reached")
     expect(card(page, "CAP-2").locator(".flash-caption")).to_have_text(
         "scaled out → CAP-2.2", timeout=4000
     )
@@ -497,7 +497,9 @@ CONTRAST = """() => {
   };
   const opacity = (el) => {
     let o = 1;
-    for (let node = el; node; node = node.parentElement) o *= Number(getComputedStyle(node).opacity);
+    for (let node = el; node; node = node.parentElement) {
+      o *= Number(getComputedStyle(node).opacity);
+    }
     return o;
   };
   const lum = (c) => {
@@ -513,10 +515,12 @@ CONTRAST = """() => {
   for (const el of document.querySelectorAll(badges)) {
     if (!el.checkVisibility() || !el.textContent.trim()) continue;
     const bg = background(el);
-    const fg = over([...parse(getComputedStyle(el).color).slice(0, 3), parse(getComputedStyle(el).color)[3] * opacity(el)], bg);
+    const text = parse(getComputedStyle(el).color);
+    const fg = over([...text.slice(0, 3), text[3] * opacity(el)], bg);
     const [a, b] = [lum(fg), lum(bg)].sort((x, y) => y - x);
     const ratio = (a + 0.05) / (b + 0.05);
-    if (ratio < 4.5) out.push(`${el.className} "${el.textContent.trim().slice(0, 20)}" ${ratio.toFixed(2)}`);
+    const what = `${el.className} "${el.textContent.trim().slice(0, 20)}"`;
+    if (ratio < 4.5) out.push(`${what} ${ratio.toFixed(2)}`);
   }
   return out;
 }"""
@@ -530,3 +534,20 @@ def test_every_badge_has_contrast_of_at_least_4_5(browser, ux, scheme):
     assert page.evaluate(CONTRAST) == []
     page.goto(ux["url"] + "/tasks/DEV-101/")
     assert page.evaluate(CONTRAST) == []
+
+
+# Screenshots for the docs -----------------------------------------------------------------------
+
+
+def test_docs_screenshots(browser, ux):
+    """docs/board.png (1440 × 900) and docs/board-phone.png (390 × 844), from the seeded board
+    after the tests above have run their live changes through it."""
+    page = sign_in(browser, ux)
+    expect(page.locator("#lane-DevPod-active .card").first).to_be_visible()
+    page.screenshot(path=str(DOCS / "board.png"))
+    phone = sign_in(browser, ux, width=390, height=844)
+    expect(phone.locator("#lane-ProductPod .col-tab").first).to_be_visible()
+    assert phone.evaluate("document.documentElement.scrollWidth") <= 390
+    phone.screenshot(path=str(DOCS / "board-phone.png"))
+    assert (DOCS / "board.png").stat().st_size > 20_000
+    assert (DOCS / "board-phone.png").stat().st_size > 10_000
