@@ -3,7 +3,7 @@ each done on one board and seen live on a second one, without a reload.
 
 The tests share one server with its own database file (var/browser-control.sqlite3), so they
 never touch the other browser tests' server. Before any test acts, the board is photographed
-for docs/board.png: the Review column, a card waiting on a human, a rework loop.
+for docs/board-review.png: the Review column, a card waiting on a human, a rework loop.
 """
 
 import json
@@ -72,14 +72,14 @@ def control_server(tmp_path_factory, browser):
 
 
 def photograph(browser, url):
-    """Save the board as docs/board.png (README): lanes with Review, a card waiting on a
+    """Save the board as docs/board-review.png (docs/workflow.md): lanes with Review, a card waiting on a
     human, a rework loop and the header's count."""
     errors = []
     page = open_board(browser, url, errors)
     expect(page.locator('[id="task-DEV-Q1"] .waiting-human')).to_be_visible()
     expect(page.locator("#lane-DevPod-review .card")).to_have_count(2)
     page.set_viewport_size({"width": 1500, "height": 1100})
-    page.screenshot(path=str(ROOT / "docs" / "board.png"), full_page=True)
+    page.screenshot(path=str(ROOT / "docs" / "board-review.png"), full_page=True)
     page.context.close()
     assert errors == []
 
