@@ -27,6 +27,12 @@ from datetime import UTC, datetime, timedelta
 
 from django.core.exceptions import ImproperlyConfigured
 from django.db import connections
+from django.db.models.query import (
+    FlatValuesListIterable,
+    ModelIterable,
+    ValuesListIterable,
+    get_related_populators,
+)
 from django.db.models.sql import UpdateQuery
 from django.db.models.sql.constants import ROW_COUNT
 
@@ -55,13 +61,54 @@ def _adapt(connection, kind, value):
 
 class _Compiled:
     """A statement built with markers, its compiler after ``as_sql``, and its parameter slots:
-    an argument's name, or a constant the statement itself holds (wrapped in a 1-tuple)."""
+    an argument's name, or a constant the statement itself holds (wrapped in a 1-tuple).
+
+    ``rows`` turns fetched rows into what the queryset would yield; it is set for the shapes
+    the API's hot queries have (model instances with or without ``select_related``, tuples,
+    flat values), and None for the others, which run through a queryset copy instead.
+    """
 
     def __init__(self, queryset, compiler, sql, slots):
         self.queryset, self.compiler, self.sql, self.slots = queryset, compiler, sql, slots
+        self.converters = None
+        self.rows = None
+        if not queryset.query.combinator and not compiler.annotation_col_map:
+            self.rows = _shaper(queryset, compiler)
+            if self.rows is not None:
+                self.converters = compiler.get_converters([col[0] for col in compiler.select])
 
     def params(self, values):
         return tuple(values[slot] if isinstance(slot, str) else slot[0] for slot in self.slots)
+
+
+def _shaper(queryset, compiler):
+    """Return ``rows → results`` as ``queryset``'s iterable class would build them, or None."""
+    kind = queryset._iterable_class
+    if kind is FlatValuesListIterable:
+        return lambda rows: [row[0] for row in rows]
+    if kind is ValuesListIterable and not queryset.query.extra_select:
+        names = list(queryset.query.values_select) + list(queryset.query.annotation_select)
+        if len(names) == len(compiler.select):
+            return lambda rows: [tuple(row) for row in rows]
+        return None
+    if kind is not ModelIterable or queryset._known_related_objects or not compiler.klass_info:
+        return None
+    select, klass_info, db = compiler.select, compiler.klass_info, queryset.db
+    model = klass_info["model"]
+    start, end = klass_info["select_fields"][0], klass_info["select_fields"][-1] + 1
+    attnames = [col[0].target.attname for col in select[start:end]]
+    related = get_related_populators(klass_info, select, db)
+
+    def models(rows):
+        found = []
+        for row in rows:
+            obj = model.from_db(db, attnames, row[start:end])
+            for populator in related:
+                populator.populate(row, obj)
+            found.append(obj)
+        return found
+
+    return models
 
 
 class Prepared:
@@ -118,7 +165,14 @@ class Prepared:
     def __call__(self, **values):
         """Run the query with ``values`` for its arguments; return its rows as a list."""
         compiled, params = self._params(values)
-        return list(_Run(compiled, params).queryset())
+        if compiled.rows is None:
+            return list(_Run(compiled, params).queryset())
+        with connections[compiled.queryset.db].cursor() as cursor:
+            cursor.execute(compiled.sql, params)
+            rows = cursor.fetchall()
+        if compiled.converters:
+            rows = compiled.compiler.apply_converters(rows, compiled.converters)
+        return compiled.rows(rows)
 
 
 class PreparedUpdate(Prepared):
