@@ -10,19 +10,22 @@ chain view and the activity feed read them.
 
 This is seeding, not work: the rows are written in bulk (``bulk_create``), past timestamps and
 all, without the rule runner, without announcements to open boards and without webhook
-deliveries. Nothing after ``now`` is written: a feature still under way ends in the state its
-last Event left it (a reserved, claimed or in-review task), like a board that was running.
+deliveries; the flow metrics' rollups of those past days are then made afresh
+(``tasks_app.insight.rollup``). Nothing after ``now`` is written: a feature still under way
+ends in the state its last Event left it (a reserved, claimed or in-review task), like a
+board that was running.
 Events are inserted in time order, so their ids (the board's sequence) follow time.
 """
 
 import heapq
 import random
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, timedelta
 
 from django.db import transaction
 from django.utils import timezone
 
+from .insight import rollup
 from .models import Event, Pod, Status, Task
 
 BATCH = 5000
@@ -511,6 +514,9 @@ def fill(*, count, days, pods=CHAIN, review=None, seed=0, now=None, progress=Non
             if progress is not None:
                 progress(h.written)
     h.flush()
+    # The Events went into past days: their rollups (if any) are stale; roll them up again.
+    rollup.forget(begin.astimezone(UTC).date())
+    rollup.ensure(begin.astimezone(UTC).date())
     return {**h.written, "features": features}
 
 

@@ -418,6 +418,56 @@ class Event(models.Model):
         return f"#{self.id} {self.kind} {self.task_key}"
 
 
+class FlowDay(models.Model):
+    """A closed UTC day whose flow figures are rolled up (``tasks_app.insight.rollup``).
+
+    The rollups are derived from the Events and rebuilt from them at will; a day is only
+    rolled up once no rule can add an Event to it.
+    """
+
+    day = models.DateField(primary_key=True)
+    rolled_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self):
+        return f"{self.day} rolled up"
+
+
+class FlowRollup(models.Model):
+    """One rolled-up flow figure of a pod on a closed day (``tasks_app.insight.rollup``).
+
+    A count (``count``): claims, scale-outs, stalls, change requests, send-backs,
+    ``cfd:<status>``, the day's net change of that column, and ``at:<status>``, the column at
+    the end of the day (the last day of each rollup only). Or one task's figure, for the
+    percentiles: a done Event (``done``: cycle and lead time, tokens, scale chain) or a claim
+    after a workable baton (``sync`` or ``async``: the wait in ``seconds``).
+    """
+
+    day = models.DateField()
+    pod = models.CharField(max_length=64, null=True)
+    figure = models.CharField(max_length=24)
+    count = models.IntegerField(null=True)
+    task_key = models.CharField(max_length=100, null=True)
+    event_id = models.BigIntegerField(null=True)
+    at = models.DateTimeField(null=True)
+    seconds = models.FloatField(null=True)
+    lead_s = models.FloatField(null=True)
+    tokens = models.BigIntegerField(null=True)
+    chain = models.CharField(max_length=100, null=True)
+    # A done row whose task was done again later: only each task's latest counts.
+    superseded = models.BooleanField(default=False)
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["figure", "day"], name="flowrollup_figure_day"),
+            models.Index(
+                fields=["task_key"], condition=Q(figure="done"), name="flowrollup_done_task"
+            ),
+        ]
+
+    def __str__(self):
+        return f"{self.day} {self.pod} {self.figure}"
+
+
 def hash_token(raw):
     return hashlib.sha256(raw.encode()).hexdigest()
 

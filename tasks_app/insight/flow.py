@@ -17,50 +17,45 @@ token counts, and a pod or a creation time an Event left out), aggregated by the
   active, in review and done at the end of the day: today's counts, walked back through each
   day's first and last status change per task.
 
+The rows these figures are made of (``flow_sql``) are rolled up once per closed day
+(``rollup``) and computed from the Events only for the days still open, so a request reads a
+few rows per past day plus today's Events; both kinds of rows are aggregated in one statement
+per figure.
+
 Percentiles interpolate linearly between ranks (PostgreSQL's ``percentile_cont``, numpy's
 default); the database ranks the values with window functions and answers only the rows around
 each rank, so both engines give the same figures. A percentile is null when there is no value.
-
-Why one module of this size: each figure is one SQL aggregation, and they share the window,
-the pod filter and the percentile helpers; most of the length is the SQL itself.
 """
 
 from collections import defaultdict
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 
+from django.db import connection
 from django.utils import timezone
 
 from ..models import Pod
-from .sql import EVENT, POD, TASK, analytics, dialect, fetch
+from . import rollup
+from .flow_sql import (
+    COUNTS,
+    LOOKBACK_DAYS,
+    STATUSES,
+    cfd_rows,
+    count_rows,
+    done_events,
+    done_rows,
+    pod_of,
+    task_counts,
+    wait_rows,
+)
+from .sql import EVENT, analytics, dialect, fetch
 
 DEFAULT_DAYS = 30
 MAX_DAYS = 365
-STATUSES = ("ready", "active", "review", "done")
 QUANTILES = (("p50", 50), ("p85", 85))
 MODES = ("sync", "async")
-# Creations, first claims and batons are read in one pass over the window and this many days
-# before it; older ones are looked up one task at a time.
-LOOKBACK_DAYS = 7
+ROLLUP = rollup.ROLLUP
 
-# The kinds of Event that may change a task's status or pod (the cumulative flow reads these).
-STATUS_KINDS = (
-    "created",
-    "imported",
-    "claimed",
-    "activated",
-    "handoff",
-    "completed",
-    "scaled_out",
-    "lease_expired",
-    "moved",
-    "edited",
-    "deleted",
-    "submitted",
-    "reviewed",
-    "sent_back",
-)
-
-__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "Window", "flow_metrics"]
+__all__ = ["DEFAULT_DAYS", "MAX_DAYS", "STATUSES", "Window", "flow_metrics"]
 
 
 class Window:
@@ -76,31 +71,47 @@ class Window:
     def dates(self):
         return [self.first + timedelta(days=i) for i in range(self.days)]
 
-    def params(self, d):
-        lookback = self.start - timedelta(days=LOOKBACK_DAYS)
+    def params(self, d, live):
+        """Query parameters: rolled-up days are ``[first_day, live_day)`` (the cumulative flow
+        starts from the end of ``anchor_day``, the day before), the Events are read from
+        ``start`` (the start of ``live_day``) to ``end``.
+
+        With rolled-up days, the Events read are a day's or two: each task's earlier claims
+        and creations are looked up on their own, not in one pass over ``LOOKBACK_DAYS``.
+        """
+        rolled = live > self.first
+        live = min(max(live, self.first), self.last + timedelta(days=1))
+        start = datetime.combine(live, time.min, tzinfo=UTC)
+        adapt = connection.ops.adapt_datefield_value
         return {
-            "start": d.timestamp(self.start),
+            "first_day": adapt(self.first),
+            "live_day": adapt(live),
+            "anchor_day": adapt(live - timedelta(days=1)),
+            "start": d.timestamp(start),
             "end": d.timestamp(self.end),
-            "lookback": d.timestamp(lookback),
+            "lookback": d.timestamp(start if rolled else start - timedelta(days=LOOKBACK_DAYS)),
         }
 
 
-def flow_metrics(days=DEFAULT_DAYS, pods=None, today=None):
+def flow_metrics(days=DEFAULT_DAYS, pods=None, today=None, *, rollups=True):
     """Return the flow metrics of the last ``days`` UTC days for ``pods`` (names; all pods when
-    None), in the shape of ``GET /api/metrics/flow``."""
+    None), in the shape of ``GET /api/metrics/flow``. With ``rollups=False`` every figure is
+    computed from the Events alone (the rollups' reference)."""
     window = Window(days, today)
     names = list(Pod.objects.order_by("order", "name").values_list("name", flat=True))
     if pods is not None:
         wanted = set(pods)
         names = [n for n in names if n in wanted]
     d = dialect()
-    params = window.params(d)
     with analytics():
+        # Rollups hold what happened since; a window that ends before today reads Events.
+        rollups = rollups and window.last == timezone.now().astimezone(UTC).date()
+        live = rollup.ensure(window.first) if rollups else window.first
+        params = window.params(d, live)
         facts, throughput = _done_facts(d, params)
         waits = _handoff_waits(d, params)
-        counts = _event_counts(d, params)
-        send_backs = _send_backs(d, params)
-        cfd = _cfd(d, params, window, names)
+        counts, change, anchor = _counts_and_changes(d, params, rolled=rollups)
+    cfd = _cfd(window, names, change, anchor)
     days_iso = [day.isoformat() for day in window.dates()]
     out = []
     for name in names:
@@ -122,7 +133,7 @@ def flow_metrics(days=DEFAULT_DAYS, pods=None, today=None):
                 "scale_outs": pod_counts.get("scaled_out", 0),
                 "stalls": pod_counts.get("lease_expired", 0),
                 "changes_requested": pod_counts.get("changes_requested", 0),
-                "send_backs": send_backs.get(name, 0),
+                "send_backs": pod_counts.get("send_backs", 0),
                 "claims": pod_counts.get("claimed", 0),
                 "tokens": {
                     "total": _number(tokens.get("total", 0)),
@@ -225,101 +236,40 @@ def _quantiles(figures):
 
 # The queries -----------------------------------------------------------------------------------
 
-
-def _pod_of(d, alias):
-    """The pod an Event is about: the one it names, else its task's current pod."""
-    return (
-        f"COALESCE(NULLIF({alias}.to_pod, ''), NULLIF({alias}.from_pod, ''), "
-        f"(SELECT p.name FROM {TASK} t JOIN {POD} p ON p.id = t.pod_owner_id "
-        f"WHERE t.id = {alias}.task_key))"
-    )
-
-
-def _done_events(d):
-    """The condition on Events (alias ``e``) that took a task to Done in the window."""
-    verdict = d.json_text("e.payload", "verdict")
-    return f"""
-        e.kind IN ('completed', 'scaled_out', 'reviewed', 'moved', 'edited')
-        AND e.created_at >= %(start)s AND e.created_at < %(end)s
-        AND (
-            e.kind IN ('completed', 'scaled_out')
-            OR (e.kind = 'reviewed' AND {verdict} = 'approve')
-            OR (e.to_status = 'done' AND e.from_status <> 'done')
-        )
-    """
-
-
-def _done_tasks(d):
-    """One row per task done in the window, its latest such Event: ``task_key, done_at, pod``."""
-    if d.postgres:
-        return f"""
-            SELECT DISTINCT ON ({d.binary("e.task_key")}) e.task_key, e.created_at AS done_at,
-                {_pod_of(d, "e")} AS pod
-            FROM {EVENT} e WHERE {_done_events(d)}
-            ORDER BY {d.binary("e.task_key")}, e.created_at DESC, e.id DESC
-        """
-    return f"""
-        SELECT task_key, done_at, pod FROM (
-            SELECT e.task_key, e.created_at AS done_at, {_pod_of(d, "e")} AS pod,
-                ROW_NUMBER() OVER (PARTITION BY e.task_key ORDER BY e.created_at DESC, e.id DESC)
-                    AS rn
-            FROM {EVENT} e WHERE {_done_events(d)}
-        ) de WHERE rn = 1
-    """
+ROLLED = "day >= %(first_day)s AND day < %(live_day)s"
 
 
 def _done_facts(d, params):
     """Cycle and lead time, tokens per task and per scale chain, per pod, and the throughput
-    per pod and day: ``({pod: {metric: figures}}, {pod: {day: done}})``.
-
-    A task's creation and first claim are read from the Events since ``lookback`` in one
-    range scan each; only a task created before that (or with no claim since) is looked up
-    further back, on its own.
-    """
-
-    def earlier(kind, alias):
-        return (
-            f"(SELECT MIN(c.created_at) FROM {EVENT} c WHERE c.kind = '{kind}' "
-            f"AND c.task_key = {alias}.task_key AND c.created_at < %(lookback)s)"
+    per pod and day: ``({pod: {metric: figures}}, {pod: {day: done}})``. Each task's latest
+    done Event counts: the open days' latest, else the rolled-up row nothing superseded."""
+    columns = "task_key, event_id, done_at, grp, tokens, chain, cycle, lead"
+    if d.postgres:
+        key = d.binary("task_key")
+        live_latest = (
+            f"SELECT DISTINCT ON ({key}) {columns} FROM done_rows "
+            f"ORDER BY {key}, done_at DESC, event_id DESC"
         )
-
-    def since_lookback(kind, name):
-        return (
-            f"SELECT c.task_key, MIN(c.created_at) AS {name} FROM {EVENT} c "
-            f"WHERE c.kind = '{kind}' AND c.created_at >= %(lookback)s "
-            "AND c.created_at < %(end)s GROUP BY c.task_key"
-        )
-
+    else:
+        live_latest = f"""
+            SELECT {columns} FROM (
+                SELECT {columns}, ROW_NUMBER() OVER (
+                    PARTITION BY task_key ORDER BY done_at DESC, event_id DESC) AS rn
+                FROM done_rows
+            ) ranked WHERE rn = 1
+        """
     ctes = f"""
-        WITH done AS ({_done_tasks(d)}),
-        fc AS ({since_lookback("claimed", "first_claim")}),
-        cr AS ({since_lookback("created", "created_at")}),
-        joined AS (
-            SELECT done.pod AS grp, done.task_key, done.done_at, fc.first_claim AS recent_claim,
-                COALESCE(cr.created_at, {earlier("created", "done")}, t.created_at)
-                    AS created_at,
-                t.token_count AS tokens, COALESCE(NULLIF(t.scale_root, ''), t.id) AS chain
-            FROM done
-            LEFT JOIN fc ON fc.task_key = done.task_key
-            LEFT JOIN cr ON cr.task_key = done.task_key
-            LEFT JOIN {TASK} t ON t.id = done.task_key
-            WHERE done.pod IS NOT NULL
+        WITH {done_rows(d)},
+        live_latest AS ({live_latest}),
+        latest AS (
+            SELECT pod AS grp, at AS done_at, tokens, chain, seconds AS cycle, lead_s AS lead
+            FROM {ROLLUP} r
+            WHERE figure = 'done' AND NOT superseded AND {ROLLED}
+                AND task_key NOT IN (SELECT task_key FROM done_rows)
+            UNION ALL
+            SELECT grp, done_at, tokens, chain, cycle, lead FROM live_latest
         ),
-        facts AS (
-            SELECT grp, done_at, created_at, tokens, chain,
-                CASE WHEN created_at >= %(lookback)s AND recent_claim IS NOT NULL
-                    THEN recent_claim
-                    ELSE COALESCE({earlier("claimed", "joined")}, recent_claim) END
-                    AS first_claim
-            FROM joined
-        ),
-        per_task AS (
-            SELECT grp, done_at, tokens, chain,
-                CASE WHEN first_claim <= done_at
-                    THEN {d.seconds_between("first_claim", "done_at")} END AS cycle,
-                {d.seconds_between("created_at", "done_at")} AS lead
-            FROM facts
-        )
+        per_task AS (SELECT * FROM latest WHERE grp IS NOT NULL)
     """
     if d.postgres:
         return _done_facts_postgres(d, ctes, params)
@@ -388,54 +338,12 @@ def _done_facts_postgres(d, ctes, params):
 
 
 def _handoff_waits(d, params):
-    """``{pod: {mode: percentiles}}`` of the time from a workable baton to its claim.
-
-    A claim waited on the latest unblocked ``handoff`` of its task when no other claim came
-    between them. The database pairs them in one ordered pass over the Events since
-    ``lookback`` (``LOOKBACK_DAYS`` before the window); only a claim with nothing before it in
-    that stretch is looked up further back, on its own.
-    """
-    blocked = d.json_text("e.payload", "blocked")
-    mode = d.json_text("e.payload", "mode")
-    unblocked = f"NOT (e.kind = 'handoff' AND COALESCE({blocked}, 'false') = 'true')"
-    older = f"""
-        SELECT MAX(e.created_at) FROM {EVENT} e
-        WHERE e.kind = %s AND e.task_key = claims.task_key AND e.created_at < %(lookback)s
-            AND {unblocked}
-    """
-    baton_at = older.replace("%s", "'handoff'")
-    claim_at = older.replace("%s", "'claimed'")
-    baton_mode = f"""
-        SELECT {mode} FROM {EVENT} e
-        WHERE e.kind = 'handoff' AND e.task_key = far.task_key AND e.created_at = far.baton_at
-            AND {unblocked}
-        ORDER BY e.id DESC LIMIT 1
-    """
+    """``{pod: {mode: percentiles}}`` of the time from a workable baton to its claim."""
     values = f"""
-        WITH seq AS (
-            SELECT e.task_key, e.kind, e.created_at, {_pod_of(d, "e")} AS pod,
-                LAG(e.kind) OVER w AS prev_kind,
-                LAG(e.created_at) OVER w AS prev_at,
-                LAG({mode}) OVER w AS prev_mode
-            FROM {EVENT} e
-            WHERE e.kind IN ('handoff', 'claimed')
-                AND e.created_at >= %(lookback)s AND e.created_at < %(end)s AND {unblocked}
-            WINDOW w AS (PARTITION BY {d.binary("e.task_key")} ORDER BY e.created_at, e.id)
-        ),
-        claims AS (
-            SELECT task_key, created_at, pod, prev_kind, prev_at, prev_mode FROM seq
-            WHERE kind = 'claimed' AND created_at >= %(start)s
-        ),
-        far AS (
-            SELECT claims.task_key, claims.created_at, claims.pod,
-                ({baton_at}) AS baton_at, ({claim_at}) AS claim_at
-            FROM claims WHERE prev_kind IS NULL
-        )
-        SELECT pod AS grp, prev_mode AS metric, {d.seconds_between("prev_at", "created_at")} AS v
-        FROM claims WHERE prev_kind = 'handoff' AND prev_mode IN ('sync', 'async')
+        SELECT pod AS grp, figure AS metric, seconds AS v FROM {ROLLUP}
+        WHERE figure IN ('sync', 'async') AND {ROLLED}
         UNION ALL
-        SELECT pod, ({baton_mode}), {d.seconds_between("baton_at", "created_at")}
-        FROM far WHERE baton_at IS NOT NULL AND (claim_at IS NULL OR claim_at < baton_at)
+        SELECT grp, metric, v FROM ({wait_rows(d)}) live
     """
     waits = _percentiles(d, values, params)
     for modes in waits.values():
@@ -444,151 +352,84 @@ def _handoff_waits(d, params):
     return waits
 
 
-def _event_counts(d, params):
-    """``{pod: {kind: count}}`` for claims, scale-outs, stalls and review change requests."""
-    verdict = d.json_text("e.payload", "verdict")
+def _counts_and_changes(d, params, *, rolled):
+    """In one statement: ``{pod: {figure: count}}`` for claims, scale-outs, stalls, review
+    change requests and send-backs; each day's net change of each cumulative-flow column,
+    ``{day: {(pod, status): change}}``; and where the cumulative flow starts from,
+    ``(day, {(pod, status): count})``: the end of the last rolled-up day (``rolled``), else
+    the tasks now (day None)."""
+    counted = ", ".join(f"'{figure}'" for figure in COUNTS)
+    columns = ", ".join(f"'cfd:{status}'" for status in STATUSES)
+    ends = ", ".join(f"'at:{status}'" for status in STATUSES)
+    anchor = (
+        f"SELECT 'at', day, pod, substr(figure, 4), count FROM {ROLLUP} "
+        f"WHERE figure IN ({ends}) AND day = %(anchor_day)s"
+        if rolled
+        else f"SELECT 'now', NULL, pod, status, n FROM ({task_counts()}) now_"
+    )
     rows = fetch(
         f"""
-        SELECT pod, what, COUNT(*) FROM (
-            SELECT {_pod_of(d, "e")} AS pod,
-                CASE WHEN e.kind = 'reviewed' THEN 'changes_requested' ELSE e.kind END AS what
-            FROM {EVENT} e
-            WHERE e.kind IN ('claimed', 'scaled_out', 'lease_expired', 'reviewed')
-                AND e.created_at >= %(start)s AND e.created_at < %(end)s
-                AND (e.kind <> 'reviewed' OR {verdict} = 'changes_requested')
-        ) counted
-        WHERE pod IS NOT NULL
-        GROUP BY pod, what
+        SELECT 'count', CAST(NULL AS DATE), pod, figure, SUM(count) FROM {ROLLUP}
+        WHERE figure IN ({counted}) AND {ROLLED} GROUP BY pod, figure
+        UNION ALL
+        SELECT 'count', NULL, pod, what, n FROM ({count_rows(d)}) live_counts
+        UNION ALL
+        SELECT 'cfd', day, pod, substr(figure, 5), count FROM {ROLLUP}
+        WHERE figure IN ({columns}) AND day >= %(first_day)s AND day < %(live_day)s
+        UNION ALL
+        SELECT 'cfd', day, pod, status, delta FROM ({cfd_rows(d, bounded=False)}) live_cfd
+        UNION ALL
+        {anchor}
         """,
         params,
     )
-    out = defaultdict(dict)
-    for pod, what, count in rows:
-        out[pod][what] = count
-    return out
+    counts = defaultdict(lambda: defaultdict(int))
+    change = defaultdict(lambda: defaultdict(int))
+    state, anchor_day = defaultdict(int), None
+    for part, day, pod, what, n in rows:
+        if part == "count":
+            counts[pod][what] += int(n)
+        elif part == "cfd":
+            change[str(day)][(pod, what)] += int(n)
+        else:
+            state[(pod, what)] += int(n)
+            anchor_day = str(day) if day is not None else None
+    if rolled and anchor_day is None:  # nothing was there at the end of that day
+        anchor_day = str(params["anchor_day"])
+    return counts, change, (anchor_day, state)
 
 
-def _send_backs(d, params):
-    """``{pod: rework tasks created for it}``: each ``sent_back`` Event counts for the pod of
-    its rework task (or, when that is gone, of the task sent back to)."""
-    rework = d.json_text("e.payload", "rework")
-    to = d.json_text("e.payload", "to")
-    rows = fetch(
-        f"""
-        SELECT pod, COUNT(*) FROM (
-            SELECT COALESCE(
-                (SELECT p.name FROM {TASK} t JOIN {POD} p ON p.id = t.pod_owner_id
-                    WHERE t.id = {rework}),
-                (SELECT p.name FROM {TASK} t JOIN {POD} p ON p.id = t.pod_owner_id
-                    WHERE t.id = {to})
-            ) AS pod
-            FROM {EVENT} e
-            WHERE e.kind = 'sent_back' AND e.created_at >= %(start)s AND e.created_at < %(end)s
-        ) sb
-        WHERE pod IS NOT NULL
-        GROUP BY pod
-        """,
-        params,
-    )
-    return dict(rows)
-
-
-def _cfd(d, params, window, names):
+def _cfd(window, names, change, anchor):
     """The cumulative flow diagram: ``[{day, pod, ready, active, review, done}]``.
 
-    Today's counts come from the tasks; each earlier day is the next day's counts with that
-    next day's changes undone. A day's change of one task is its state before the day's first
-    status Event and after its last, so a burst of Events (a drag to Done writes three) counts
-    once.
+    From the ``anchor`` (``(day, counts at its end)``; day None: the tasks now, after every
+    change), each later day is the day before with its ``change`` done, each earlier day the
+    day after with that day's ``change`` undone.
     """
-    created = d.json_text("e.payload", "created")
-    task_pod = (
-        f"(SELECT p.name FROM {TASK} t JOIN {POD} p ON p.id = t.pod_owner_id "
-        "WHERE t.id = e.task_key)"
-    )
-    kinds = ", ".join(f"'{kind}'" for kind in STATUS_KINDS)
-
-    # Only an import leaves the state after it unsaid: the next status Event's "before", or
-    # the task's state now. Imports are rare, so this is looked up for them alone.
-    def after_import(column, current):
-        return f"""COALESCE(
-            (SELECT nx.{column} FROM {EVENT} nx
-             WHERE nx.kind IN ({kinds}) AND nx.task_key = seq.task_key
-                AND nx.kind NOT IN ('created', 'imported') AND nx.from_status <> ''
-                AND (nx.created_at > seq.created_at
-                    OR (nx.created_at = seq.created_at AND nx.id > seq.id))
-             ORDER BY nx.created_at, nx.id LIMIT 1),
-            {current})"""
-
-    current_status = f"(SELECT t.status FROM {TASK} t WHERE t.id = seq.task_key)"
-    current_pod = (
-        f"(SELECT p.name FROM {TASK} t JOIN {POD} p ON p.id = t.pod_owner_id "
-        "WHERE t.id = seq.task_key)"
-    )
-    rows = fetch(
-        f"""
-        WITH ev AS (
-            SELECT e.task_key, e.created_at, e.id, {d.day("e.created_at")} AS day,
-                CASE WHEN e.kind IN ('created', 'imported') THEN '' ELSE e.from_status END
-                    AS b_status,
-                CASE WHEN e.kind IN ('created', 'imported') THEN NULL
-                    ELSE COALESCE(NULLIF(e.from_pod, ''), {task_pod}) END AS b_pod,
-                CASE WHEN e.kind = 'deleted' THEN '' ELSE e.to_status END AS a_status,
-                CASE WHEN e.kind = 'deleted' THEN NULL
-                    ELSE COALESCE(NULLIF(e.to_pod, ''), {task_pod}) END AS a_pod
-            FROM {EVENT} e
-            WHERE e.kind IN ({kinds}) AND e.created_at >= %(start)s
-                AND (e.from_status <> e.to_status OR e.from_pod <> e.to_pod
-                    OR e.kind IN ('created', 'deleted')
-                    OR (e.kind = 'imported' AND {created} = 'true'))
-        ),
-        seq AS (
-            SELECT task_key, created_at, id, day, b_status, b_pod, a_status, a_pod,
-                LAG(day) OVER w AS prev_day, LEAD(day) OVER w AS next_day
-            FROM ev
-            WINDOW w AS (PARTITION BY {d.binary("task_key")} ORDER BY created_at, id)
-        ),
-        -- One pass over seq (so PostgreSQL need not materialize it): each row gives the
-        -- state a day began with (side -1) and the one it ended with (side 1).
-        marks AS (
-            SELECT day,
-                CASE WHEN side = -1 THEN b_pod WHEN a_status <> '' THEN a_pod
-                    ELSE {after_import("from_pod", current_pod)} END AS pod,
-                CASE WHEN side = -1 THEN b_status WHEN a_status <> '' THEN a_status
-                    ELSE {after_import("from_status", current_status)} END AS status,
-                side AS delta
-            FROM seq CROSS JOIN (SELECT -1 AS side UNION ALL SELECT 1) sides
-            WHERE CASE WHEN side = -1
-                THEN (prev_day IS NULL OR prev_day <> day) AND b_status <> ''
-                ELSE (next_day IS NULL OR next_day <> day) AND (a_status <> '' OR a_pod IS NOT NULL)
-                END
-        )
-        SELECT day, pod, status, SUM(delta) FROM marks
-        WHERE pod IS NOT NULL AND status IS NOT NULL
-        GROUP BY day, pod, status
-        """,
-        params,
-    )
-    change = defaultdict(lambda: defaultdict(int))  # day → (pod, status) → net change
-    for day, pod, status, delta in rows:
-        change[str(day)][(pod, status)] += int(delta)
-    state = defaultdict(int)
-    pod_names = dict(fetch(f"SELECT id, name FROM {POD}"))
-    for pod_id, status, count in fetch(
-        f"SELECT pod_owner_id, status, COUNT(*) FROM {TASK} GROUP BY pod_owner_id, status"
-    ):
-        state[(pod_names.get(pod_id), status)] = count
+    anchor_day, counts = anchor
+    state = defaultdict(int, counts)
     last = window.last.isoformat()
-    for day, deltas in change.items():
-        if day > last:  # Events stamped after today (a clock ahead): not in today's counts
-            for key, delta in deltas.items():
-                state[key] -= delta
-    by_day = {}
-    for day in reversed(window.dates()):
-        iso = day.isoformat()
-        by_day[iso] = dict(state)
-        for key, delta in change.get(iso, {}).items():
+    if anchor_day is None:
+        for day, deltas in change.items():
+            if day > last:  # Events stamped after today (a clock ahead): not in today's counts
+                for key, delta in deltas.items():
+                    state[key] -= delta
+        anchor_day = last
+    at = date.fromisoformat(anchor_day)
+    by_day = {anchor_day: dict(state)}
+    walk = defaultdict(int, state)
+    day = at
+    while day < window.last:  # forward: do each day's change
+        day += timedelta(days=1)
+        for key, delta in change.get(day.isoformat(), {}).items():
+            walk[key] += delta
+        by_day[day.isoformat()] = dict(walk)
+    day = at
+    while day > window.first:  # back: undo each day's change
+        for key, delta in change.get(day.isoformat(), {}).items():
             state[key] -= delta
+        day -= timedelta(days=1)
+        by_day[day.isoformat()] = dict(state)
     return [
         {"day": day.isoformat(), "pod": name}
         | {status: max(0, by_day[day.isoformat()].get((name, status), 0)) for status in STATUSES}
@@ -602,8 +443,15 @@ def done_in(start, end, pod):
     ones a throughput bar counts, oldest first."""
     d = dialect()
     rows = fetch(
-        f"SELECT task_key, done_at FROM ({_done_tasks(d)}) dt WHERE pod = %(pod)s "
-        "ORDER BY done_at, task_key",
+        f"""
+        SELECT task_key, done_at FROM (
+            SELECT e.task_key, e.created_at AS done_at, {pod_of(d, "e")} AS pod,
+                ROW_NUMBER() OVER (PARTITION BY e.task_key ORDER BY e.created_at DESC, e.id DESC)
+                    AS rn
+            FROM {{event}} e WHERE {done_events(d)}
+        ) dt WHERE rn = 1 AND pod = %(pod)s
+        ORDER BY done_at, task_key
+        """.replace("{event}", EVENT),
         {"start": d.timestamp(start), "end": d.timestamp(end), "pod": pod},
     )
     return [(key, _as_datetime(at)) for key, at in rows]
