@@ -15,18 +15,18 @@ delivery's end. The SVG is drawn here, so the page needs no script to show it.
 """
 
 import hashlib
+import json
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
+from html import escape as esc
 
 from django.db import connection
 from django.urls import reverse
 from django.utils import timezone
-from django.utils.html import escape
 
-from ..models import Event, Pod, Task
-from .sql import DEPENDS, TASK, fetch
+from .sql import DEPENDS, EVENT, POD, TASK, dialect, fetch
 
 MAX_NODES = 400
 NODE_W, NODE_H = 176, 62
@@ -122,48 +122,72 @@ def build_chain(task_id, limit=MAX_NODES):
     ids = chain_ids(task_id, limit)
     truncated = len(ids) > limit
     ids = ids[:limit]
-    rows = (
-        Task.objects.filter(pk__in=ids)
-        .order_by()
-        .values_list(
-            "id",
-            "title",
-            "pod_owner__name",
-            "status",
-            "token_count",
-            "scale_root",
-            "version",
-            "created_at",
-            "completed_at",
-            "handoff_from_id",
-        )
+    d = dialect()
+    rows = fetch(
+        f"""
+        SELECT t.id, t.title, p.name, t.status, t.token_count, t.scale_root, t.version,
+            t.created_at, t.completed_at, t.handoff_from_id, p."order"
+        FROM {TASK} t JOIN {POD} p ON p.id = t.pod_owner_id WHERE {_among(d, "t.id")}
+        """,
+        {"ids": _ids_param(d, ids)},
     )
-    nodes = {row[0]: Node(*row) for row in rows}
+    nodes = {row[0]: Node(*row[:7], *map(_as_datetime, row[7:9]), row[9]) for row in rows}
     if task_id not in nodes:
         return None
-    edges = _edges(nodes)
-    _modes_and_waits(nodes)
+    pod_order = {row[2]: row[10] for row in rows}
+    edges = _edges(d, nodes)
+    _modes_and_waits(d, nodes)
     _rank(nodes, edges)
     _critical_path(nodes, edges)
-    lanes, width, height = _place(nodes)
+    lanes, width, height = _place(nodes, pod_order)
     stamp = hashlib.sha1(
         "|".join(f"{n.id}:{n.version}" for n in sorted(nodes.values(), key=lambda n: n.id)).encode()
     ).hexdigest()[:16]
     return Chain(task_id, nodes, edges, lanes, width, height, truncated, stamp)
 
 
+def _among(d, column):
+    """``column`` is one of the ids in parameter ``ids`` (one parameter, however many ids)."""
+    if d.postgres:
+        return f"{column} = ANY(%(ids)s)"
+    return f"{column} IN (SELECT value FROM json_each(%(ids)s))"
+
+
+def _ids_param(d, ids):
+    return list(ids) if d.postgres else json.dumps(list(ids))
+
+
+def _as_datetime(value):
+    """A timestamp from a raw query: SQLite answers naive UTC (or text), PostgreSQL aware."""
+    if isinstance(value, str):
+        value = datetime.fromisoformat(value)
+    if value is None or value.tzinfo:
+        return value
+    return value.replace(tzinfo=UTC)
+
+
 def chain_stamp(task_id, limit=MAX_NODES):
     """A short fingerprint of the chain's tasks and versions: equal stamps, nothing to redraw."""
     ids = chain_ids(task_id, limit)[:limit]
-    pairs = sorted(Task.objects.filter(pk__in=ids).order_by().values_list("id", "version"))
+    d = dialect()
+    pairs = sorted(
+        fetch(
+            f"SELECT t.id, t.version FROM {TASK} t WHERE {_among(d, 't.id')}",
+            {"ids": _ids_param(d, ids)},
+        )
+    )
     return hashlib.sha1("|".join(f"{i}:{v}" for i, v in pairs).encode()).hexdigest()[:16]
 
 
-def _edges(nodes):
+def _edges(d, nodes):
     ids = set(nodes)
     found = {}
-    through = Task.depends_on.through.objects.filter(from_task_id__in=ids, to_task_id__in=ids)
-    for dependent, prerequisite in through.values_list("from_task_id", "to_task_id"):
+    links = fetch(
+        f"SELECT from_task_id, to_task_id FROM {DEPENDS} d "
+        f"WHERE {_among(d, 'd.from_task_id')} AND {_among(d, 'd.to_task_id')}",
+        {"ids": _ids_param(d, nodes)},
+    )
+    for dependent, prerequisite in links:
         kind = "rework" if REWORK_RE.match(prerequisite) else "dependency"
         found[(prerequisite, dependent)] = kind
     for node in nodes.values():
@@ -192,28 +216,33 @@ def _latest_of_scale_chain(nodes, root):
     return max(members, key=lambda n: (n.created_at, n.id)).id
 
 
-def _modes_and_waits(nodes):
+def _modes_and_waits(d, nodes):
     """Set each node's resolved mode and its wait from becoming workable to its claim."""
-    events = (
-        Event.objects.filter(task_key__in=list(nodes), kind__in=["created", "handoff", "claimed"])
-        .order_by("created_at", "id")
-        .values_list("task_key", "kind", "created_at", "payload")
+    fields = ", ".join(
+        d.json_text("e.payload", key) for key in ("continuation_of", "blocked", "mode", "why")
+    )
+    events = fetch(
+        f"""
+        SELECT e.task_key, e.kind, e.created_at, {fields} FROM {EVENT} e
+        WHERE {_among(d, "e.task_key")} AND e.kind IN ('created', 'handoff', 'claimed')
+        ORDER BY e.created_at, e.id
+        """,
+        {"ids": _ids_param(d, nodes)},
     )
     workable = {}
-    for key, kind, at, payload in events:
+    for key, kind, at, continuation_of, blocked, mode, why in events:
         node = nodes[key]
-        payload = payload or {}
+        at = _as_datetime(at)
         if kind == "created":
             workable.setdefault(key, at)
-            if payload.get("continuation_of"):
+            if continuation_of:
                 node.mode = "scale"
         elif kind == "handoff":
-            if payload.get("blocked"):
+            if blocked == "true":
                 continue
             workable[key] = at
-            mode = payload.get("mode") or ""
-            why = str(payload.get("why") or "")
-            node.mode = f"auto→{mode}" if why.startswith("auto") else mode
+            mode = mode or ""
+            node.mode = f"auto→{mode}" if (why or "").startswith("auto") else mode
         elif kind == "claimed" and key in workable:
             node.wait_s = (at - workable.pop(key)).total_seconds()
     for key, since in workable.items():
@@ -266,14 +295,13 @@ def _critical_path(nodes, edges):
         edge.critical = (edge.source, edge.target) in steps
 
 
-def _place(nodes):
-    order = {name: i for i, name in enumerate(Pod.objects.values_list("name", flat=True))}
+def _place(nodes, pod_order):
     lanes_of = defaultdict(list)
     for node in nodes.values():
         lanes_of[node.pod].append(node)
     lanes, top = [], 0
     max_rank = max((n.rank for n in nodes.values()), default=0)
-    for pod in sorted(lanes_of, key=lambda p: (order.get(p, len(order)), p)):
+    for pod in sorted(lanes_of, key=lambda p: (pod_order[p], p)):
         cells = defaultdict(list)
         for node in sorted(lanes_of[pod], key=lambda n: (n.created_at, n.id)):
             cells[node.rank].append(node)
@@ -327,11 +355,12 @@ def _clip(text, size):
 
 def render_svg(chain):
     """Return the chain as an SVG document fragment (classes only: styles come from CSS)."""
+    href = task_href_maker()
     out = [
         f'<svg class="chain-svg" xmlns="http://www.w3.org/2000/svg" width="{chain.width}" '
         f'height="{chain.height}" viewBox="0 0 {chain.width} {chain.height}" role="img" '
         f'aria-labelledby="chain-svg-title">'
-        f'<title id="chain-svg-title">Delivery chain of {escape(chain.task_id)}: '
+        f'<title id="chain-svg-title">Delivery chain of {esc(chain.task_id)}: '
         f"{len(chain.nodes)} tasks</title>"
         "<defs>"
     ]
@@ -347,14 +376,27 @@ def render_svg(chain):
         out.append(
             f'<g class="lane lane-{index % 2}"><rect x="0" y="{top}" width="{chain.width}" '
             f'height="{height}"/><text class="lane-name" x="10" y="{top + 22}">'
-            f"{escape(pod)}</text></g>"
+            f"{esc(pod)}</text></g>"
         )
     for edge in chain.edges:
         out.append(_edge_path(chain.nodes[edge.source], chain.nodes[edge.target], edge))
     for node in chain.ordered_nodes():
-        out.append(_node_group(node, chain.task_id))
+        out.append(_node_group(node, chain.task_id, href(node.id)))
     out.append("</svg>")
     return "".join(out)
+
+
+def render_rows(chain):
+    """Return the rows (``<tr>``) of the chain's table, one per task, in the graph's order."""
+    href = task_href_maker()
+    return "".join(
+        f'<tr><th scope="row"><a href="{esc(href(node.id))}">{esc(node.id)}</a></th>'
+        f"<td>{esc(node.pod)}</td><td>{esc(node.status)}</td>"
+        f"<td>{esc(node.mode or '—')} · {tokens(node.tokens)}</td>"
+        f"<td>{esc(node_wait(node) or '—')}</td><td>{esc(', '.join(node.preds) or '—')}</td>"
+        f"<td>{'yes' if node.critical else ''}</td></tr>"
+        for node in chain.ordered_nodes()
+    )
 
 
 def _edge_path(a, b, edge):
@@ -370,37 +412,38 @@ def _edge_path(a, b, edge):
     classes = f"edge edge-{edge.kind}" + (" critical" if edge.critical else "")
     return (
         f'<path class="{classes}" d="{d}" marker-end="url(#arrow-{kind})">'
-        f"<title>{escape(a.id)} → {escape(b.id)} ({edge.kind})</title></path>"
+        f"<title>{esc(a.id)} → {esc(b.id)} ({edge.kind})</title></path>"
     )
 
 
-def _node_group(node, focus):
+def _node_group(node, focus, href):
     classes = f"node status-{node.status}"
     if node.critical:
         classes += " critical"
     if node.id == focus:
         classes += " focus"
-    href = task_href(node.id)
-    mode = node.mode or "—"
-    facts = f"{mode} · {tokens(node.tokens)}"
+    facts = esc(f"{node.mode or '—'} · {tokens(node.tokens)}")
+    wait = esc(node_wait(node))
+    key = esc(node.id)
     x, y = node.x, node.y
     return (
-        f'<a href="{escape(href)}" class="node-link" id="node-{escape(node.id)}">'
-        f'<g class="{classes}" data-task-id="{escape(node.id)}">'
-        f"<title>{escape(node.id)}: {escape(node.title)} — {node.status}, {escape(facts)}"
-        f"{', ' + escape(node_wait(node)) if node_wait(node) else ''}</title>"
+        f'<a href="{esc(href)}" class="node-link" id="node-{key}">'
+        f'<g class="{classes}" data-task-id="{key}">'
+        f"<title>{key}: {esc(node.title)} — {node.status}, {facts}"
+        f"{', ' + wait if wait else ''}</title>"
         f'<rect x="{x}" y="{y}" width="{NODE_W}" height="{NODE_H}" rx="6"/>'
-        f'<text class="node-id" x="{x + 8}" y="{y + 17}">{escape(_clip(node.id, 17))}</text>'
+        f'<text class="node-id" x="{x + 8}" y="{y + 17}">{esc(_clip(node.id, 17))}</text>'
         f'<text class="node-status" x="{x + NODE_W - 8}" y="{y + 17}" text-anchor="end">'
         f"{node.status}</text>"
-        f'<text class="node-facts" x="{x + 8}" y="{y + 35}">{escape(facts)}</text>'
-        f'<text class="node-wait" x="{x + 8}" y="{y + 52}">{escape(node_wait(node))}</text>'
+        f'<text class="node-facts" x="{x + 8}" y="{y + 35}">{facts}</text>'
+        f'<text class="node-wait" x="{x + 8}" y="{y + 52}">{wait}</text>'
         "</g></a>"
     )
 
 
-def task_href(task_id):
-    """The detail URL of ``task_id``: ``reverse`` once per chain, not once per node (ids are
+def task_href_maker():
+    """Return ``href(task_id)``, the detail URL of a task, from one ``reverse`` (ids are
     letters, digits, '.', '_' and '-', which a URL path keeps as they are)."""
     placeholder = "T-0"
-    return reverse("task_detail", args=[placeholder]).replace(placeholder, task_id)
+    prefix, suffix = reverse("task_detail", args=[placeholder]).split(placeholder)
+    return lambda task_id: f"{prefix}{task_id}{suffix}"
