@@ -459,9 +459,8 @@ class FlowRollup(models.Model):
     class Meta:
         indexes = [
             models.Index(fields=["figure", "day"], name="flowrollup_figure_day"),
-            models.Index(
-                fields=["task_key"], condition=Q(figure="done"), name="flowrollup_done_task"
-            ),
+            # A task's other done rows (``rollup._roll`` marks the older ones superseded).
+            models.Index(fields=["figure", "task_key"], name="flowrollup_figure_task"),
         ]
 
     def __str__(self):
