@@ -179,21 +179,23 @@ def _percentiles(d, values_sql, params):
     return _collect_ranks(fetch(_ranked(values_sql), params))
 
 
-def _ranked(values_sql):
-    """Wrap ``values_sql`` (rows ``grp, metric, v``) so the database answers, per group and
-    metric, only the rows at the ranks the percentiles need, with the count and the sum
-    (for engines without ``percentile_cont``)."""
+def _ranked(values_sql, source=None):
+    """Wrap ``values_sql`` (rows ``grp, metric, v``; or read the table expression ``source``)
+    so the database answers, per group and metric, only the rows at the ranks the
+    percentiles need, with the count and the sum (for engines without ``percentile_cont``)."""
     picks = " OR ".join(
         f"r = ((n - 1) * {q}) / 100 OR r = ((n - 1) * {q} + 99) / 100" for _, q in QUANTILES
     )
     return f"""
         SELECT grp, metric, r, n, total, v FROM (
             SELECT grp, metric, v,
-                ROW_NUMBER() OVER (PARTITION BY grp, metric ORDER BY v) - 1 AS r,
-                COUNT(*) OVER (PARTITION BY grp, metric) AS n,
-                SUM(v) OVER (PARTITION BY grp, metric) AS total
-            FROM ({values_sql}) vals
+                ROW_NUMBER() OVER w - 1 AS r,
+                COUNT(*) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS n,
+                SUM(v) OVER (w ROWS BETWEEN UNBOUNDED PRECEDING AND UNBOUNDED FOLLOWING) AS total
+            FROM {source or f"({values_sql}) vals"}
             WHERE v IS NOT NULL AND grp IS NOT NULL
+            -- One sort serves all three (the count and sum span the whole partition).
+            WINDOW w AS (PARTITION BY grp, metric ORDER BY v)
         ) ranked
         WHERE {picks}
     """
@@ -273,20 +275,26 @@ def _done_facts(d, params):
     """
     if d.postgres:
         return _done_facts_postgres(d, ctes, params)
-    values = f"""
-        {ctes}
-        SELECT grp, 'cycle' AS metric, cycle AS v FROM per_task
-        UNION ALL SELECT grp, 'lead', lead FROM per_task
-        UNION ALL SELECT grp, 'tokens', tokens FROM per_task
-        UNION ALL SELECT grp, 'chain_tokens', SUM(tokens) FROM per_task GROUP BY grp, chain
-    """
-    facts = _percentiles(d, values, params)
-    throughput = defaultdict(dict)
-    for pod, day, count in fetch(
-        f"{ctes} SELECT grp, {d.day('done_at')}, COUNT(*) FROM per_task "
-        f"GROUP BY grp, {d.day('done_at')}",
+    # SQLite: the ranks and the days in one statement, so the CTEs run once.
+    rows = fetch(
+        f"""
+        {ctes},
+        vals AS (
+            SELECT grp, 'cycle' AS metric, cycle AS v FROM per_task
+            UNION ALL SELECT grp, 'lead', lead FROM per_task
+            UNION ALL SELECT grp, 'tokens', tokens FROM per_task
+            UNION ALL SELECT grp, 'chain_tokens', SUM(tokens) FROM per_task GROUP BY grp, chain
+        )
+        SELECT 'rank', * FROM ({_ranked(None, source="vals")})
+        UNION ALL
+        SELECT 'day', grp, {d.day("done_at")}, COUNT(*), NULL, NULL, NULL FROM per_task
+        GROUP BY grp, {d.day("done_at")}
+        """,
         params,
-    ):
+    )
+    facts = _collect_ranks(row[1:] for row in rows if row[0] == "rank")
+    throughput = defaultdict(dict)
+    for _part, pod, day, count, *_ in (row for row in rows if row[0] == "day"):
         throughput[pod][str(day)] = count
     return facts, throughput
 

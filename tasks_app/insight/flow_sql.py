@@ -160,7 +160,7 @@ def wait_rows(d):
             FROM {EVENT} e
             WHERE e.kind IN ('handoff', 'claimed')
                 AND e.created_at >= %(lookback)s AND e.created_at < %(end)s AND {unblocked}
-            WINDOW w AS (PARTITION BY {d.binary("e.task_key")} ORDER BY e.created_at, e.id)
+            WINDOW w AS (PARTITION BY {d.partition("e.task_key")} ORDER BY e.created_at, e.id)
         ),
         claims AS (
             SELECT id, task_key, created_at, pod, prev_kind, prev_at, prev_mode FROM seq
@@ -265,7 +265,7 @@ def cfd_rows(d, *, bounded, since="start"):
             SELECT task_key, created_at, id, day, b_status, b_pod, a_status, a_pod,
                 LAG(day) OVER w AS prev_day, LEAD(day) OVER w AS next_day
             FROM ev
-            WINDOW w AS (PARTITION BY {d.binary("task_key")} ORDER BY created_at, id)
+            WINDOW w AS (PARTITION BY {d.partition("task_key")} ORDER BY created_at, id)
         ),
         -- One pass over seq (so PostgreSQL need not materialize it): each row gives the
         -- state a day began with (side -1) and the one it ended with (side 1).

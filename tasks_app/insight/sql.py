@@ -44,6 +44,12 @@ class Dialect:
         language rules, and PostgreSQL's locale-aware comparison costs more than the rest."""
         return f'{expr} COLLATE "C"' if self.postgres else expr
 
+    def partition(self, expr):
+        """``expr`` as the key a window partitions by: compared byte by byte (``binary``), and
+        on SQLite not matched to an index, whose order would have SQLite walk every Event by
+        task instead of only the range of time asked for through ``event_kind_time``."""
+        return self.binary(expr) if self.postgres else f"+{expr}"
+
     def json_text(self, column, key):
         """The text of top-level ``key`` of a JSON column (``true`` for a JSON true)."""
         if self.postgres:

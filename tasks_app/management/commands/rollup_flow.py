@@ -34,4 +34,6 @@ class Command(BaseCommand):
             with transaction.atomic():
                 rollup.ensure(live - timedelta(days=days))
             count = days
-        self.stdout.write(f"{count} closed days rolled up ({time.perf_counter() - started:.1f} s).")
+        if options["verbosity"]:
+            seconds = time.perf_counter() - started
+            self.stdout.write(f"{count} closed days rolled up ({seconds:.1f} s).")
