@@ -9,7 +9,8 @@ hash in PodBoard's ``tasks_app_podtoken`` table (one indexed query), refuse a re
 one ``UPDATE`` of its ``last_used_at`` in ``atomic()``. No middleware, no sessions, no
 templates, no PodBoard code: Django's own database backends, configured from ``DATABASE_URL``
 with the same connection options PodBoard uses (SQLite: WAL, ``BEGIN IMMEDIATE``, 20 s busy
-timeout; PostgreSQL: a psycopg pool), so the floor differs from PodBoard by its code only.
+timeout; PostgreSQL: a psycopg pool and server-side binding), so the floor differs from
+PodBoard by its code only.
 ``FLOOR_SQLITE_ENGINE`` names another SQLite backend (``podboard.sqlite_backend``) to see how
 much of a difference is the backend's.
 
@@ -30,6 +31,7 @@ SQLITE_OPTIONS = {
 }
 POSTGRES_OPTIONS = {
     "connect_timeout": 5,
+    "server_side_binding": True,
     "pool": {"min_size": 2, "max_size": 16, "timeout": 10},
 }
 

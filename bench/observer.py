@@ -7,9 +7,9 @@ change every ``--interval`` seconds through the pod API (it files a task, ``POST
 in a pod of its own), and times each probe from the API's answer to the first frame that names
 the task. It also collects the server's own figure, ``data-lag`` on every frame (the age of the
 frame's newest change when the server sent it), so a slow server and a slow network can be
-told apart. At the end it files nothing more, waits up to ``--settle`` seconds for late
-frames, completes its probe tasks (so a run that expects every task done still finds them
-done) and prints one JSON object on stdout:
+told apart. After ``--seconds`` (or on SIGTERM) it files nothing more, waits up to
+``--settle`` seconds for late frames, completes its probe tasks (so a run that expects every
+task done still finds them done) and prints one JSON object on stdout:
 
 ``probes``, ``received``, ``missing`` (never named by a frame), ``via_refresh`` (covered by a
 refresh frame instead), ``p50_ms``/``p95_ms``/``max_ms`` (API answer → frame, negative when
@@ -34,6 +34,7 @@ import asyncio
 import json
 import os
 import re
+import signal
 import statistics
 import sys
 import time
@@ -140,11 +141,15 @@ class Observer:
             httpx.AsyncClient(base_url=self.base, headers=api_headers, timeout=30) as client,
         ):
             listener = asyncio.create_task(self.listen(socket))
+            stop = asyncio.Event()
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, stop.set)
             await asyncio.sleep(0.3)
             sent = []
             start = time.perf_counter()
             n = 0
-            while time.perf_counter() - start < args.seconds:
+            while not stop.is_set() and (
+                args.seconds <= 0 or time.perf_counter() - start < args.seconds
+            ):
                 n += 1
                 sent.append(await self.probe(client, n))
                 next_at = start + n * args.interval
@@ -203,7 +208,9 @@ def main(argv=None):
     parser.add_argument("--token", help="a pod token for --pod (the probes file tasks there)")
     parser.add_argument("--pod", default="ObserverPod")
     parser.add_argument("--setup", action="store_true", help="create the session, pod, token")
-    parser.add_argument("--seconds", type=float, default=15.0, help="how long to probe")
+    parser.add_argument(
+        "--seconds", type=float, default=15.0, help="how long to probe (0: until SIGTERM)"
+    )
     parser.add_argument("--interval", type=float, default=0.5, help="seconds between probes")
     parser.add_argument("--settle", type=float, default=5.0, help="wait for late frames")
     parser.add_argument("--prefix", default="OBS-", help="probe ids start with it")

@@ -9,7 +9,10 @@ What runs: a dedicated PostgreSQL database (dropped and created), migrated; a ta
 ProductPod → DevPod → QAPod chains with cross-chain dependencies and sync/async/auto modes;
 uvicorn with several workers sharing the Redis channel layer (a dedicated Redis db); pods as
 asyncio HTTP clients doing ``next`` → (``trace``) → ``complete``, a deterministic share of them
-scaling out (``handoff_to_same_pod``); boards as logged-in websocket clients.
+scaling out (``handoff_to_same_pod``); boards as logged-in websocket clients; and a board
+observer in a process of its own (``bench/observer.py``: its own board socket, a probe task
+filed every 0.5 s in a pod of its own, each timed from the API's answer to the frame naming
+it), so the live delay reported is the server's, not the load generator's own starvation.
 
 Afterwards, from the database: every task done exactly once, no double claim (events and the
 claimers' own answers), no lost task, every successor started after all its dependencies,
@@ -46,6 +49,7 @@ from tests.support.sessions import session_cookie_for  # noqa: E402
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/stresspb"
 DEFAULT_REDIS = "redis://127.0.0.1:6379/5"
 POD_TYPES = ("ProductPod", "DevPod", "QAPod")
+OBSERVER_POD = "ObserverPod"
 SEQ_RE = re.compile(r'data-seq="(\d+)"')
 
 SHORT = {"tasks": 600, "pods": 6, "boards": 4, "workers": 2, "floor_rows": 1500}
@@ -232,6 +236,7 @@ class Run:
         self.board_disconnects = 0
         self.board_connected = set()
         self.receipts = []  # (seq, wall time)
+        self.observer = None  # bench/observer.py's report
         self.progress_at = time.monotonic()
 
 
@@ -362,7 +367,8 @@ def remaining_tasks():
     from tasks_app.models import Task
 
     close_old_connections()
-    return Task.objects.exclude(status="done").count()
+    # The observer's probes wait in its own pod until it completes them at the end.
+    return Task.objects.exclude(status="done").exclude(pod_owner__name=OBSERVER_POD).count()
 
 
 def latest_event():
@@ -395,7 +401,47 @@ async def monitor(run, started, board_count):
             return "timeout"
 
 
-async def drive(args, server, tokens, sessions):
+async def start_observer(server, identity):
+    """Start ``bench/observer.py`` against ``server``; it probes until it gets SIGTERM."""
+    session, token = identity
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        str(ROOT / "bench" / "observer.py"),
+        "--url", server.url,
+        "--session", session,
+        "--token", token,
+        "--pod", OBSERVER_POD,
+        "--seconds", "0",
+        "--settle", "10",
+        stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def observer_report(process):
+    """Stop the observer's probes; return its report (None if it failed)."""
+    with contextlib.suppress(ProcessLookupError):
+        process.terminate()
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), timeout=120)
+        return json.loads(out.decode().strip().splitlines()[-1])
+    except (TimeoutError, ValueError, IndexError):
+        with contextlib.suppress(ProcessLookupError):
+            process.kill()
+        return None
+
+
+def observer_identity():
+    """A board user's session and a token of the observer's own pod."""
+    from django.contrib.auth import get_user_model
+
+    from tasks_app.models import Pod, PodToken
+
+    user = get_user_model().objects.create_user("observer", password="stress-password-1")
+    pod = Pod.objects.create(name=OBSERVER_POD, order=99)
+    return session_cookie_for(user), PodToken.issue(pod=pod, label="board observer")[1]
+
+
+async def drive(args, server, tokens, sessions, observer):
     from django.conf import settings
 
     run = Run(args)
@@ -411,6 +457,7 @@ async def drive(args, server, tokens, sessions):
         if len(run.board_connected) == len(sessions):
             break
         await asyncio.sleep(0.05)
+    watcher = await start_observer(server, observer)
     started = time.monotonic()
     run.progress_at = started
     pods = [
@@ -430,6 +477,7 @@ async def drive(args, server, tokens, sessions):
         if all(run.board_last_seq.get(i, 0) >= final_seq for i in range(len(sessions))):
             break
         await asyncio.sleep(0.2)
+    run.observer = await observer_report(watcher)
     for task in boards:
         task.cancel()
     await asyncio.gather(*boards, *pods, return_exceptions=True)
@@ -515,10 +563,25 @@ def verdict(args, run, outcome, duration, final_seq, task_ids, n_deps):
             f"{max(run.board_messages.values(), default=0)}"
         ),
         "board reconnects": run.board_disconnects,
-        "live delay p50/p95 (ms)": _ms(delays),
+        "live delay p50/p95 (ms), observer in its own process": _observed(run.observer),
+        "server-side lag p50/p95 (ms), on the observer's frames": _observed(
+            run.observer, "server_lag_"
+        ),
+        "observer probes (missing)": _observed_count(run.observer),
+        "live delay p50/p95 (ms), the load generator's boards": _ms(delays),
         "events": Event.objects.count(),
     }
     return figures, problems
+
+
+def _observed(report, prefix=""):
+    if not report or report.get(f"{prefix}p50_ms") is None:
+        return "–"
+    return f"{report[f'{prefix}p50_ms']:.1f}/{report[f'{prefix}p95_ms']:.1f}"
+
+
+def _observed_count(report):
+    return "observer failed" if not report else f"{report['probes']} ({report['missing']})"
 
 
 def _ms(values):
@@ -588,6 +651,7 @@ def main(argv=None):
     task_ids, n_deps = seed(args.tasks)
     tokens = issue_tokens()
     sessions = board_sessions(args.boards)
+    observer = observer_identity()
     print(f"  seeded in {time.monotonic() - began:.1f}s", file=sys.stderr, flush=True)
     connections.close_all()
     log_path = args.log or str(ROOT / "var" / "stress-server.log")
@@ -602,7 +666,9 @@ def main(argv=None):
     server = AsgiServer(env=env, workers=args.workers, port=args.port, log_path=log_path)
     server.start()
     try:
-        run, outcome, duration, final_seq = asyncio.run(drive(args, server, tokens, sessions))
+        run, outcome, duration, final_seq = asyncio.run(
+            drive(args, server, tokens, sessions, observer)
+        )
     finally:
         server.stop()
     figures, problems = verdict(args, run, outcome, duration, final_seq, task_ids, n_deps)

@@ -76,8 +76,16 @@ def test_short_stress_run_loses_nothing_doubles_nothing_and_keeps_order(
     modes = figures["handoff notes by mode"]
     assert modes.get("sync", 0) > 0 and modes.get("async", 0) > 0
     assert figures["ws messages received"] > 0
-    # Boards stay live under load: the benchmark reports the real figure (target 1 s); CI
-    # keeps a wide margin for a shared machine, still far below the 15–30 s boards once lagged.
-    _p50, p95 = (float(ms) for ms in figures["live delay p50/p95 (ms)"].split("/"))
-    assert p95 <= 10_000, figures["live delay p50/p95 (ms)"]
+    # Boards stay live under load, as a board observer in its own process sees them: every
+    # probe reached its board, and the benchmark reports the real delay (target 1 s); CI keeps
+    # a wide margin for a shared machine, still far below the 15–30 s boards once lagged.
+    observed = figures["observer probes (missing)"]
+    probes, missing = (int(n) for n in observed.replace("(", "").replace(")", "").split())
+    assert probes >= 10 and missing == 0, observed
+    for name in (
+        "live delay p50/p95 (ms), observer in its own process",
+        "live delay p50/p95 (ms), the load generator's boards",
+    ):
+        _p50, p95 = (float(ms) for ms in figures[name].split("/"))
+        assert p95 <= 10_000, (name, figures[name])
     assert result.returncode == 0, result.stdout[-3000:]
