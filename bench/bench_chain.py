@@ -226,7 +226,11 @@ def main():
             else "SQLite"
         )  # fmt: skip
         connection.close()
-        print(f"Delivery chain of {FOCUS}: {count} tasks linked, {engine}; median of {args.runs}\n")
+        load = " / ".join(f"{x:.1f}" for x in os.getloadavg())
+        print(
+            f"Delivery chain of {FOCUS}: {count} tasks linked, {engine}; median of {args.runs}; "
+            f"load average before the runs {load}\n"
+        )
         print("| server (Django test client) | median ms | best ms | worst ms | queries |")
         print("| --- | ---: | ---: | ---: | ---: |")
         for label, median, best, worst, queries in server_times(args.runs):

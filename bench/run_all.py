@@ -60,6 +60,7 @@ class Section:
 
 
 YAML_PG = {"DATABASE_URL": "postgres://postgres@127.0.0.1:5432/yamlbench"}
+METRICS_SQLITE = f"sqlite:///{ROOT / 'var' / 'bench-metrics.sqlite3'}"
 
 SECTIONS = [
     Section(
@@ -127,8 +128,28 @@ SECTIONS = [
         "metrics",
         "Flow metrics at 1M events",
         "bench_metrics.py",
-        intro="`GET /api/metrics/flow` on PostgreSQL with 100,000 tasks and 1,000,000 Events.",
-        quick=["--tasks", "10000"],
+        intro=(
+            "`GET /api/metrics/flow` and `/metrics/` with 100,000 tasks and 1,000,000 Events, "
+            "on PostgreSQL and on SQLite, closed days rolled up beforehand (docs/metrics.md). "
+            "Targets: ≤ 300 ms on PostgreSQL, ≤ 1 s on SQLite, for `days=30` and the page."
+        ),
+        runs=[([], {}), (["--database-url", METRICS_SQLITE], {})],
+        quick_runs=[
+            (["--tasks", "10000"], {}),
+            (["--tasks", "10000", "--database-url", METRICS_SQLITE], {}),
+        ],
+    ),
+    Section(
+        "chain",
+        "Delivery chain of 200 tasks",
+        "bench_chain.py",
+        intro=(
+            "`/chains/<id>/` for one delivery of 204 linked tasks: server time through Django's "
+            "test client, layout in headless Chromium against a real server. Targets: server "
+            "≤ 200 ms, browser layout ≤ 500 ms."
+        ),
+        runs=[([], {}), (["--sqlite"], {})],
+        quick_runs=[(["--runs", "3"], {})],
     ),
     Section(
         "stress",
