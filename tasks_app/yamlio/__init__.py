@@ -5,7 +5,9 @@ Modules, each one job:
 - ``format``: safe YAML loading with bounds (aliases, depth, duplicate keys) and the
   deterministic export style.
 - ``records``: tasks and pods as plain records; the one list of a task's fields.
-- ``fields`` and ``reader``: reading a directory into records, collecting every problem.
+- ``fields`` and ``reader``: reading a task's files into a record, collecting every problem.
+- ``scan``: reading a whole directory one task at a time, keeping a small ``TaskEntry`` per
+  task (an import streams: records are read again, a chunk at a time, to be written).
 - ``plan``: what an import would change (``ImportPlan``), and writing it (``write_plan``,
   run by the rule runner through ``workflow.import_plan``).
 - ``export``: writing a directory; ``archive``: zip upload and download.

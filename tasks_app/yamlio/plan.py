@@ -23,6 +23,7 @@ Decisions beyond DESIGN.md:
   57-character id does not. Tasks already in the database keep their ids.
 """
 
+from copy import copy
 from pathlib import Path
 
 from django.db import transaction
@@ -46,6 +47,7 @@ from .records import (
     pod_records,
     task_row,
 )
+from .scan import read_entries, reread
 
 BATCH = 1000  # rows per INSERT
 CHECK_CHUNK = 1000  # tasks compared with the database at a time
@@ -53,21 +55,35 @@ WRITE_CHUNK = 1000  # tasks written (with their children) at a time
 
 
 class ImportPlan:
-    """A checked directory, ready to write: its pods, its tasks, and what would change."""
+    """A checked directory, ready to write: its pods, its tasks, and what would change.
+
+    A task is held as a ``scan.TaskEntry`` (id, pod, dependencies, digest), never as its whole
+    record: writing reads the changed tasks again from ``root``, a chunk at a time.
+    """
 
     def __init__(
-        self, *, root, pods, records, references, dep_lines, omitted_created_at, reviewers=()
+        self,
+        *,
+        root,
+        now,
+        pods,
+        entries,
+        references,
+        dep_lines,
+        reviewers=(),
     ):
         self.root = root
+        self.now = now  # the time the reading gave omitted times; a second reading gives it too
         self.pods = pods
         self._reviewers = list(reviewers)  # (file, line, pod name)
-        self.records = {r.id: r for r in records}
+        self.entries = entries  # id → TaskEntry
         self._references = references
         self._dep_lines = dep_lines
-        self._omitted_created_at = omitted_created_at
         self.created, self.updated, self.unchanged = [], [], []
         self.pods_created, self.pods_updated = [], []
         self.versions = {}  # id → version in the database, for the tasks that exist
+        # id → the database's created_at, for the tasks that exist and whose file omits it
+        self.kept_created_at = {}
 
     def summary(self):
         """Return ``{created, updated, unchanged, pods_created, pods_updated}`` (sorted ids)."""
@@ -82,8 +98,9 @@ class ImportPlan:
     def wanted_pods(self):
         """Return ``{name: PodRecord}``: the pods listed, then those only named as owners."""
         wanted = {p.name: p for p in self.pods}
-        for record in self.records.values():
-            wanted.setdefault(record.pod_owner, PodRecord(name=record.pod_owner))
+        for entry in self.entries.values():
+            if entry.pod_owner not in wanted:
+                wanted[entry.pod_owner] = PodRecord(name=entry.pod_owner)
         return wanted
 
     def check_database(self, *, lock=False, progress=None):
@@ -96,15 +113,16 @@ class ImportPlan:
         if problems:
             return problems
         self.created, self.updated, self.unchanged, self.versions = [], [], [], {}
+        self.kept_created_at = {}
         too_long = []
         # A chunk of the database's records at a time: a re-import of 50,000 tasks never holds
         # a second copy of them all.
         done = 0
-        for chunk in chunks(sorted(self.records), CHECK_CHUNK):
+        for chunk in chunks(sorted(self.entries), CHECK_CHUNK):
             too_long += self._compare(chunk, lock=lock)
             done += len(chunk)
             if progress:
-                progress("check", done, len(self.records))
+                progress("check", done, len(self.entries))
         if too_long:
             return too_long
         known = {p.name: p for p in pod_records()}
@@ -121,8 +139,8 @@ class ImportPlan:
         self.versions.update(versions)
         too_long = []
         for task_id in task_ids:
-            record = self.records[task_id]
-            current = existing.get(task_id)
+            entry = self.entries[task_id]
+            current = existing.pop(task_id, None)
             if current is None:
                 self.created.append(task_id)
                 if len(root_of(task_id)) > CREATED_ID_MAX:
@@ -136,9 +154,9 @@ class ImportPlan:
                         )
                     )
                 continue
-            if task_id in self._omitted_created_at:
-                record.created_at = current.created_at
-            same = current.fingerprint() == record.fingerprint()
+            if entry.omits_created_at:
+                self.kept_created_at[task_id] = current.created_at
+            same = current.digest(with_created_at=not entry.omits_created_at) == entry.digest
             (self.unchanged if same else self.updated).append(task_id)
         return too_long
 
@@ -160,7 +178,7 @@ class ImportPlan:
         ]
 
     def _missing_references(self):
-        inside = set(self.records)
+        inside = self.entries
         outside = {ref for *_, ref in self._references if ref not in inside}
         found = set()
         for chunk in chunks(sorted(outside)):
@@ -172,16 +190,16 @@ class ImportPlan:
         ]
 
     def _cycles(self):
-        graph = {task_id: list(r.depends_on) for task_id, r in self.records.items()}
+        graph = {task_id: list(e.depends_on) for task_id, e in self.entries.items()}
         extend_from_database(graph)
         problems, seen = [], set()
-        for cycle in find_cycles(graph, sorted(self.records)):
+        for cycle in find_cycles(graph, sorted(self.entries)):
             members = frozenset(cycle)
             if members in seen:
                 continue
             seen.add(members)
             # Start the path at a task of this directory: that is the file to fix.
-            start = next(i for i, t in enumerate(cycle[:-1]) if t in self.records)
+            start = next(i for i, t in enumerate(cycle[:-1]) if t in self.entries)
             path = cycle[start:-1] + cycle[:start] + [cycle[start]]
             file, line = self._dep_lines.get(path[0], (f"tasks/{path[0]}/{TASK_FILE}", None))
             problems.append(
@@ -196,14 +214,14 @@ def read_directory(root, *, progress=None):
     Raise ``ImportErrors`` listing every problem; nothing is written either way.
     """
     reader = Reader(root, now=timezone.now())
-    pods, records = reader.read(progress)
+    pods, entries = read_entries(reader, progress)
     plan = ImportPlan(
         root=Path(root),
+        now=reader.now,
         pods=pods,
-        records=records,
+        entries=entries,
         references=reader.references,
         dep_lines=reader.dep_lines,
-        omitted_created_at=reader.omitted_created_at,
         reviewers=reader.reviewers,
     )
     problems = list(reader.problems)
@@ -230,12 +248,16 @@ def import_directory(root, *, actor="import", dry_run=False, progress=None):
 
 
 def write_plan(plan, *, actor, progress=None):
-    """Write ``plan``'s pods and changed tasks (with their notes and traces); return the
-    unsaved ``imported`` Events, one per task written.
+    """Write ``plan``'s pods and changed tasks (with their notes and traces) and one
+    ``imported`` Event per task written; return the Events the rule runner announces.
 
     Runs inside the caller's transaction (the rule runner's) and re-checks the database under
-    lock first, raising ``ImportErrors`` when it changed since ``read_directory``. Saving and
-    announcing the Events is the caller's job.
+    lock first, raising ``ImportErrors`` when it changed since ``read_directory``.
+
+    The Events are saved a chunk at a time with their tasks, so 50,000 of them are never in
+    memory together. What is returned stands for them all: the first and the last (the
+    range of ids a board catches up by), the last carrying their ``count`` in its payload
+    for the announcement only (``live.announce``; the saved row has no ``count``).
     """
     if not transaction.get_connection().in_atomic_block:
         raise TransactionManagementError("write_plan runs inside the caller's transaction")
@@ -246,32 +268,48 @@ def write_plan(plan, *, actor, progress=None):
     pod_ids = dict(Pod.objects.values_list("name", "id"))
     now = timezone.now()
     changed = plan.created + plan.updated
-    done = 0
-    # A chunk of tasks at a time, each written with its dependencies, notes and traces: the
-    # rows of 50,000 tasks are never all in memory at once.
+    created = set(plan.created)
+    done, first, last = 0, None, None
+    # A chunk of tasks at a time, each written with its dependencies, notes, traces and
+    # Event: the rows of 50,000 tasks are never all in memory at once.
     for chunk in chunks(changed, WRITE_CHUNK):
         _write_chunk(plan, chunk, pod_ids=pod_ids, now=now)
+        events = Event.objects.bulk_create(
+            [
+                Event(
+                    task_id=tid,
+                    task_key=tid,
+                    kind=EventKind.IMPORTED,
+                    actor=actor,
+                    payload={"created": tid in created},
+                )
+                for tid in chunk
+            ]
+        )
+        first, last = first or events[0], events[-1]
         done += len(chunk)
         if progress:
             progress("write", done, len(changed))
-    created = set(plan.created)
-    return [
-        Event(
-            task_id=tid,
-            task_key=tid,
-            kind=EventKind.IMPORTED,
-            actor=actor,
-            payload={"created": tid in created},
-        )
-        for tid in changed
-    ]
+    if last is None:
+        return []
+    marker = copy(last)
+    marker.payload = {**last.payload, "count": len(changed)}
+    return [marker] if first.pk == last.pk else [first, marker]
 
 
 def _write_chunk(plan, task_ids, *, pod_ids, now):
-    """Write the tasks ``task_ids`` of ``plan`` (created or updated) with their children."""
+    """Write the tasks ``task_ids`` of ``plan`` (created or updated) with their children,
+    read again from the directory."""
+    records = reread(
+        plan.root,
+        now=plan.now,
+        entries=plan.entries,
+        task_ids=task_ids,
+        created_at=plan.kept_created_at,
+    )
     new_rows, updated_rows = [], []
-    for task_id in task_ids:
-        record = plan.records[task_id]
+    for record in records:
+        task_id = record.id
         task = task_row(
             record,
             pod_id=pod_ids[record.pod_owner],
@@ -287,9 +325,9 @@ def _write_chunk(plan, task_ids, *, pod_ids, now):
         for _, model, owner, _ in CHILDREN:
             model.objects.filter(**{f"{owner}__in": replaced}).delete()
     deps, children = [], {model: [] for _, model, _, _ in CHILDREN}
-    for task_id in task_ids:
-        deps += dependency_rows(plan.records[task_id])
-        for model, rows in child_rows(plan.records[task_id]).items():
+    for record in records:
+        deps += dependency_rows(record)
+        for model, rows in child_rows(record).items():
             children[model] += rows
     Depends.objects.bulk_create(deps, batch_size=BATCH)
     for model, rows in children.items():

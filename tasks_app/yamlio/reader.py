@@ -11,7 +11,8 @@ Layout (DESIGN.md, "YAML directory format")::
 
 The reader checks what one file can tell: YAML, types, ranges, unknown keys and files. What
 needs the whole directory and the database (references, cycles) is ``plan.ImportPlan``'s job;
-the reader hands it the references it saw (``references``, ``dep_lines``).
+the reader hands it the references it saw (``references``, ``dep_lines``). Walking the whole
+directory one task at a time is ``scan``'s.
 
 Decisions beyond DESIGN.md:
 
@@ -29,6 +30,7 @@ record problems the same way; splitting them would split one pass over a file.
 """
 
 import os
+import sys
 from pathlib import Path
 
 from ..models import (
@@ -81,6 +83,12 @@ class Reader:
 
     def add(self, file, line, field, message):
         self.problems.append(Problem(file, line, field, message))
+
+    def refer(self, file, line, field, task_id):
+        """Note that ``field`` in ``file`` names the task ``task_id`` (checked by the plan)."""
+        # Interned: a directory names the same ids again and again, and this list is kept
+        # for the whole directory.
+        self.references.append((file, line, field, sys.intern(task_id)))
 
     def read_bytes(self, rel):
         path = self.root / rel
@@ -251,9 +259,7 @@ class Reader:
             if record.handoff_from == record.id:
                 f.problem("handoff_from", "a task cannot carry its own baton")
             else:
-                self.references.append(
-                    (rel, key_line(node, "handoff_from"), "handoff_from", record.handoff_from)
-                )
+                self.refer(rel, key_line(node, "handoff_from"), "handoff_from", record.handoff_from)
         record.inputs = self._inputs(f)
         record.outputs = self._outputs(f, value_node(node, "outputs"))
         record.claimed_by = f.text("claimed_by", max_length=128)
@@ -311,7 +317,7 @@ class Reader:
             else:
                 deps.append(dep)
                 if dep != task_id:  # a self-dependency is reported as a cycle
-                    self.references.append((rel, line, "depends_on", dep))
+                    self.refer(rel, line, "depends_on", dep)
         return sorted(deps)
 
     def _inputs(self, f):
@@ -390,7 +396,7 @@ class Reader:
                 )
             to = f.task_id("to")
             if to is not None and to != task_id:
-                self.references.append((rel, key_line(f.node, "to"), "to", to))
+                self.refer(rel, key_line(f.node, "to"), "to", to)
             notes.append(
                 {
                     "to": to,
@@ -479,50 +485,3 @@ class Reader:
                 }
             )
         return thoughts
-
-    # the whole directory
-
-    def read(self, progress=None):
-        if not self.root.is_dir():
-            self.add(str(self.root), None, None, "is not a directory")
-            return [], []
-        pods = self.read_pods()
-        tasks_dir = self.root / "tasks"
-        if not tasks_dir.is_dir():
-            if not (self.root / PODS_FILE).is_file():
-                self.add("tasks", None, None, "is missing (expected tasks/<id>/task.yaml)")
-            return pods, []
-        names = sorted(n for n in os.listdir(tasks_dir) if not n.startswith("."))
-        records, where = [], {}
-        for done, name in enumerate(names, 1):
-            if not (tasks_dir / name).is_dir():
-                self.add(
-                    f"tasks/{name}",
-                    None,
-                    None,
-                    "unexpected file (tasks/ holds one directory per task)",
-                )
-                continue
-            if not TASK_ID_RE.match(name):
-                self.add(
-                    f"tasks/{name}",
-                    None,
-                    None,
-                    "is not a valid task id, so it cannot name a task directory",
-                )
-                continue
-            record = self.read_task(name)
-            if record is not None:
-                if record.id in where:
-                    self.add(
-                        f"tasks/{name}/{TASK_FILE}",
-                        key_line(None, "id"),
-                        "id",
-                        f"duplicate id {record.id} (also in {where[record.id]})",
-                    )
-                else:
-                    where[record.id] = f"tasks/{name}/{TASK_FILE}"
-                    records.append(record)
-            if progress and (done % 200 == 0 or done == len(names)):
-                progress("read", done, len(names))
-        return pods, records
