@@ -5,6 +5,7 @@
     python bench/run_all.py --quick         # smaller sizes, for a quick look
     python bench/run_all.py --full-stress   # the stress section from `stress.py --full`
     python bench/run_all.py --only live,stress
+    python bench/run_all.py --list          # each section's commands; runs nothing
 
 The contract with each bench script: it runs on its own (its own database and ports), prints
 its result as markdown (a title line or two and a table) on stdout, progress on stderr, and
@@ -113,6 +114,25 @@ SECTIONS = [
         ],
     ),
     Section(
+        "import",
+        "Import of 50,000 tasks: memory and progress",
+        "bench_import_memory.py",
+        intro=(
+            "`manage.py import_tasks DIR` reports `read`, `check` and `write` progress on any "
+            "stream: a bar redrawn in place on a terminal, otherwise one line at most every "
+            "`--progress-seconds` (3 s by default). It streams: reading checks each task and "
+            "keeps only a small entry (id, pod, dependencies, a digest of its data); the "
+            "checks that need every task (references, cycles, what changed) use those "
+            "entries; writing reads the changed tasks again 1,000 at a time and writes them "
+            "with their dependencies, notes, traces and `imported` Events, refusing a task "
+            "whose files changed since the check. Target (issue 16): peak memory under "
+            "~200 MB at 50,000 tasks (410 MB, and no output for 2 minutes, before). About "
+            "100 MB of any peak is the process itself: an 11-task import peaks at ~104 MB."
+        ),
+        quick=["--tasks", "5000"],
+        timeout=7200,
+    ),
+    Section(
         "push",
         "Push to pods: webhook, long-poll and polling",
         "bench_push.py",
@@ -150,6 +170,26 @@ SECTIONS = [
         ),
         runs=[([], {}), (["--sqlite"], {})],
         quick_runs=[(["--runs", "3"], {})],
+    ),
+    Section(
+        "browser",
+        "The board in Chromium at 50,000 tasks",
+        "bench_browser.py",
+        intro=(
+            "`bench/bench_browser.py` (Playwright + `/usr/bin/chromium --no-sandbox`, one "
+            "uvicorn process, SQLite, the bench_board seed: four pods, 75 % done, 20 % ready, "
+            "5 % active). After two warm-up visits, each run measures the board's first "
+            "contentful paint and load event (Navigation Timing of a fresh visit); a drag of a "
+            "Ready card to another pod's Ready column and a reorder within Ready, from the "
+            "mouse release until the card sits in its new column with the server's answer "
+            "swapped in (the server's share: the request's time to first byte); and a search "
+            "typed key by key, from the last key until the filtered board is on the page (the "
+            "board waits 300 ms after the last key before it asks). Targets from issue 16: "
+            "paint < 1 s, load < 1.5 s, drags < 300 ms, search < 500 ms after the last key."
+        ),
+        runs=[(["--runs", "5"], {})],
+        quick_runs=[(["--tasks", "5000", "--runs", "3"], {})],
+        timeout=3600,
     ),
     Section(
         "stress",
@@ -192,18 +232,24 @@ def _last_full_stress():
     return f"\n\nThe last full run (`make stress`, {when}):\n\n" + data.get("markdown", "")
 
 
+def _runs(section, *, quick):
+    """Return the ``(args, extra environment)`` of each run of ``section``."""
+    runs = (section.quick_runs if quick else section.runs) or section.runs
+    if runs is None:
+        args = list(section.args)
+        if quick and _accepts(ROOT / "bench" / section.script, section.quick):
+            args += section.quick
+        runs = [(args, {})]
+    return runs
+
+
 def run_section(section, *, quick, full_stress):
     """Run one bench script (once or several times); return ``(markdown, status line)``."""
     script = ROOT / "bench" / section.script
     if not script.exists():
         line = f"not run: `bench/{section.script}` does not exist (yet)."
         return f"_{line}_", line
-    runs = (section.quick_runs if quick else section.runs) or section.runs
-    if runs is None:
-        args = list(section.args)
-        if quick and _accepts(script, section.quick):
-            args += section.quick
-        runs = [(args, {})]
+    runs = _runs(section, quick=quick)
     json_path = None
     if section.key == "stress":
         json_path = LOGS / ("stress-full.json" if full_stress else "stress-short.json")
@@ -288,7 +334,10 @@ def main(argv=None):
     parser.add_argument("--quick", action="store_true", help="smaller sizes in every bench")
     parser.add_argument("--full-stress", action="store_true", help="run stress.py --full")
     parser.add_argument(
-        "--only", help="comma-separated sections: api,board,live,yaml,push,metrics,stress"
+        "--only", help="comma-separated sections: " + ",".join(s.key for s in SECTIONS)
+    )
+    parser.add_argument(
+        "--list", action="store_true", help="print the sections and their commands; run nothing"
     )
     parser.add_argument("--output", default=str(REPORT), help="where to write the report")
     args = parser.parse_args(argv)
@@ -296,6 +345,14 @@ def main(argv=None):
     unknown = wanted - {s.key for s in SECTIONS}
     if unknown:
         parser.error(f"unknown sections: {', '.join(sorted(unknown))}")
+    if args.list:
+        for section in SECTIONS:
+            if section.key in wanted:
+                print(f"{section.key}: {section.title}")
+                for run_args, env in _runs(section, quick=args.quick):
+                    extra = "".join(f"{k}={v} " for k, v in env.items())
+                    print(f"    {extra}bench/{section.script} {' '.join(run_args)}".rstrip())
+        return 0
     results = []
     for section in SECTIONS:
         if section.key not in wanted:
