@@ -13,7 +13,7 @@ headless Chromium (/usr/bin/chromium) through Playwright. After two warm-up visi
   request's time to first byte);
 - a drag within Ready (third card to the top of its column), the same way;
 - a search typed key by key: from the last key until the filtered board is on the page (the
-  board waits 300 ms after the last key before it asks).
+  board waits 150 ms after the last key before it asks).
 
 ``--reuse`` keeps a database already seeded with the same number of tasks. Prints a markdown
 table on stdout, progress on stderr.
