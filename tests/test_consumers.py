@@ -323,10 +323,18 @@ def board_count(push, dom_id):
 # Catch-up --------------------------------------------------------------------------------------
 
 
-async def test_reconnect_with_since_replays_what_was_missed(make_task, lead):
+def unannounced(monkeypatch):
+    """Changes made from here on are not announced, so the only frame that can report them to
+    a board connecting afterwards is its catch-up (an announcement that a loaded machine
+    delivers after the connect would be a frame of its own)."""
+    monkeypatch.setattr(live, "publish", lambda events: None)
+
+
+async def test_reconnect_with_since_replays_what_was_missed(make_task, lead, monkeypatch):
     await db(make_task)("DEV-1")
     await db(make_task)("DEV-2")
     seen = await latest_event_id()
+    unannounced(monkeypatch)
     await db(workflow.activate)(task_id="DEV-1")
     await db(workflow.move)(task_id="DEV-2", actor="lead", to_pod="QAPod")
     board = await connect(lead, f"since={seen}")
@@ -340,8 +348,9 @@ async def test_reconnect_with_since_replays_what_was_missed(make_task, lead):
         await board.disconnect()
 
 
-async def test_up_to_date_board_gets_no_catch_up(make_task, lead):
+async def test_up_to_date_board_gets_no_catch_up(make_task, lead, monkeypatch):
     await db(make_task)("DEV-1")
+    unannounced(monkeypatch)
     await db(workflow.activate)(task_id="DEV-1")
     board = await connect(lead, f"since={await latest_event_id()}")
     try:
@@ -355,6 +364,7 @@ async def test_large_gap_asks_for_a_refresh(make_task, lead, monkeypatch):
     for n in range(5):
         await db(make_task)(f"DEV-{n}")
     seen = await latest_event_id()
+    unannounced(monkeypatch)
     for n in range(5):
         await db(workflow.activate)(task_id=f"DEV-{n}")
     board = await connect(lead, f"since={seen}")
@@ -374,7 +384,7 @@ async def test_changes_nobody_announced_arrive_by_the_periodic_check(
     board = await connect(lead, f"since={await latest_event_id()}")
     try:
         # Another process (a CLI on the in-memory layer) changes the task: no announcement here.
-        monkeypatch.setattr(live, "publish", lambda events: None)
+        unannounced(monkeypatch)
         await db(workflow.activate)(task_id="DEV-1")
         push = await next_push(board, timeout=3)
         assert push.put("DEV-1")["data-lane"] == "lane-DevPod-active"

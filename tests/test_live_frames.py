@@ -11,7 +11,7 @@ from tasks_app import live, workflow
 from tasks_app.live import announce, lag
 from tasks_app.models import Event
 
-from .test_consumers import connect, next_push
+from .test_consumers import connect, next_push, unannounced
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -96,9 +96,7 @@ async def test_a_late_frame_shows_its_lag_then_an_all_clear_follows(make_task, l
 async def test_a_replay_on_connect_carries_no_lag(make_task, lead, monkeypatch):
     await db(make_task)("DEV-1")
     seen = await db(live.latest_seq_now)()
-    # Unannounced, so the only frame that can name DEV-1 is the replay (an announcement that
-    # a loaded machine delivers after the connect would rightly carry its lag).
-    monkeypatch.setattr(live, "publish", lambda events: None)
+    unannounced(monkeypatch)  # the only frame that can name DEV-1 is the replay
     await db(workflow.activate)(task_id="DEV-1")
     board = await connect(lead, f"since={seen}")
     try:
