@@ -10,7 +10,8 @@ part it shows in htmx fragments (``fragments``). Rendering runs on the hub's ren
     board that merges frames keeps the newest rendering of a card. ``cards``: ``{id: card}``
     for tasks that exist, each card ``id``, ``pod``, ``status``, ``task_type``, ``title``,
     ``version``, ``lane`` (DOM id of its column), ``before`` (the card that follows it there,
-    or None), ``html``, ``flash``, ``caption`` (why it flashes), ``stamp``. ``gone``: ids of tasks that no longer exist.
+    or None), ``html``, ``flash``, ``caption`` (why it flashes), ``stamp``. ``gone``: ids of
+    tasks that no longer exist.
     ``counts``: ``{pod: html}`` unfiltered lane counts of the lanes touched; ``narrowed``:
     ``{narrowing key: {pod: html}}`` the same counts for boards whose filters narrow them.
 ``refresh`` frame

@@ -63,6 +63,17 @@ def _server_env(db_path):
     return django_env(database_url="", redis_url="", PODBOARD_SQLITE_PATH=db_path, DEBUG="false")
 
 
+def fresh_database(name):
+    """Remove ``var/<name>`` (and its WAL files), migrate a new one; return its server's env."""
+    db_path = ROOT / "var" / name
+    db_path.parent.mkdir(exist_ok=True)
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
+    env = _server_env(db_path)
+    manage("migrate", "--noinput", "-v", "0", env=env)
+    return env
+
+
 def wait_until_serving(url, server, log_name, *, timeout):
     """Return once ``url`` answers its login page; kill ``server`` and fail if it never does."""
     try:
@@ -75,12 +86,7 @@ def wait_until_serving(url, server, log_name, *, timeout):
 
 @pytest.fixture(scope="session")
 def live_server_url(tmp_path_factory):
-    db_path = ROOT / "var" / "browser-board.sqlite3"
-    db_path.parent.mkdir(exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    env = _server_env(db_path)
-    manage("migrate", "--noinput", "-v", "0", env=env)
+    env = fresh_database("browser-board.sqlite3")
     run_django("from tests.browser.seeding import seed; seed()", env=env)
     log_path = tmp_path_factory.mktemp("daphne") / "daphne.log"
     with AsgiServer(env=env, server="daphne", log_path=log_path) as server:

@@ -7,15 +7,14 @@ for docs/board-review.png: the Review column, a card waiting on a human, a rewor
 """
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.servers import ROOT, AsgiServer, manage, run_django
+from tests.support.servers import ROOT, AsgiServer, run_django
 
-from .conftest import _server_env
+from .conftest import fresh_database
 
 pytestmark = pytest.mark.browser
 
@@ -58,12 +57,7 @@ print(json.dumps({"dev": PodToken.issue(pod=dev, label="browser")[1]}))
 def control_server(tmp_path_factory, browser):
     """A server on its own seeded SQLite file; yields ``(url, DevPod token)`` once the board
     is photographed for the docs."""
-    db_path = ROOT / "var" / "browser-control.sqlite3"
-    db_path.parent.mkdir(exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    env = _server_env(db_path)
-    manage("migrate", "--noinput", "-v", "0", env=env)
+    env = fresh_database("browser-control.sqlite3")
     seeded = json.loads(run_django(SEED, env=env).strip().splitlines()[-1])
     log_path = tmp_path_factory.mktemp("control-daphne") / "daphne.log"
     with AsgiServer(env=env, server="daphne", log_path=log_path) as server:
@@ -72,8 +66,8 @@ def control_server(tmp_path_factory, browser):
 
 
 def photograph(browser, url):
-    """Save the board as docs/board-review.png (docs/workflow.md): lanes with Review, a card waiting on a
-    human, a rework loop and the header's count."""
+    """Save the board as docs/board-review.png (docs/workflow.md): lanes with Review, a card
+    waiting on a human, a rework loop and the header's count."""
     errors = []
     page = open_board(browser, url, errors)
     expect(page.locator('[id="task-DEV-Q1"] .waiting-human')).to_be_visible()

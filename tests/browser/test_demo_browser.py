@@ -103,6 +103,7 @@ def test_demo_board_shows_handoffs_and_scale_outs_live(demo_url, page):
     assert got["flashes"], "no handoff was highlighted live"
     assert any(c["continuation"] for c in got["cards"]), "no scale-out continuation appeared live"
     assert page.url == url_before  # no reload: the page is the one we watched
-    # docs/board.png comes from test_board_ux.py, docs/board-review.png from test_control_browser.py.
+    # docs/board.png comes from test_board_ux.py, docs/board-review.png from
+    # test_control_browser.py.
     os.makedirs(ROOT / "var" / "screens", exist_ok=True)
     page.screenshot(path=str(ROOT / "var" / "screens" / "demo-board.png"), full_page=True)

@@ -6,15 +6,14 @@ layout time for 200 tasks is measured by bench/bench_chain.py, not here.
 """
 
 import json
-from pathlib import Path
 
 import httpx
 import pytest
 from playwright.sync_api import expect
 
-from tests.support.servers import ROOT, AsgiServer, manage, run_django
+from tests.support.servers import ROOT, AsgiServer, run_django
 
-from .conftest import _server_env
+from .conftest import fresh_database
 
 pytestmark = pytest.mark.browser
 
@@ -42,12 +41,7 @@ print(json.dumps({**written, "dev": PodToken.issue(pod=dev, label="browser")[1]}
 @pytest.fixture(scope="module")
 def insight_server(tmp_path_factory):
     """A server on its own seeded SQLite file; yields ``(url, seed summary)``."""
-    db_path = ROOT / "var" / "browser-insight.sqlite3"
-    db_path.parent.mkdir(exist_ok=True)
-    for suffix in ("", "-wal", "-shm"):
-        Path(f"{db_path}{suffix}").unlink(missing_ok=True)
-    env = _server_env(db_path)
-    manage("migrate", "--noinput", "-v", "0", env=env)
+    env = fresh_database("browser-insight.sqlite3")
     seeded = json.loads(run_django(SEED, env=env).strip().splitlines()[-1])
     log_path = tmp_path_factory.mktemp("insight-daphne") / "daphne.log"
     with AsgiServer(env=env, server="daphne", log_path=log_path) as server:
