@@ -14,8 +14,9 @@ clients) run, one phase at a time:
 - both floors again, to show drift on a busy machine.
 
 Print a markdown table (requests/s, median and p95 latency, throughput relative to each floor,
-and the CPU the server process used per request, which a busy shared machine disturbs less than
-the rates) and the ratios the targets are stated in: ``next`` requests/s and ``next+complete``
+the CPU the server process used per request, which a busy shared machine disturbs less than
+the rates, and the CPU PostgreSQL's processes and this load generator used per request: the
+three share the machine's cores) and the ratios the targets are stated in: ``next`` requests/s and ``next+complete``
 requests/s (two requests a task) over the bare floor's requests/s (the mean of its two phases),
 and each operation's p95/p50.
 
@@ -132,6 +133,25 @@ def cpu_seconds(pid):
     return total
 
 
+def database_cpu_seconds():
+    """CPU time used so far by every PostgreSQL server process on this machine (0.0 when
+    there is none: SQLite runs inside the server)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    total = 0.0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            name, fields = stat[stat.index("(") + 1 : stat.rindex(")")], stat.rsplit(")", 1)[1]
+            if name.startswith("postgres"):
+                parts = fields.split()
+                total += (int(parts[11]) + int(parts[12])) / tick
+        except (OSError, ValueError, IndexError):
+            continue
+    return total
+
+
 # Load ------------------------------------------------------------------------------------------
 
 
@@ -154,6 +174,7 @@ class Phase:
     def run(self, base, tokens, step, server=None):
         """Run the phase; with ``server`` (its process), also measure the CPU it used."""
         cpu_before = cpu_seconds(server.pid) if server else None
+        database_before, client_before = database_cpu_seconds(), time.process_time()
         stop = time.monotonic() + self.seconds
         threads = [
             threading.Thread(target=self._client, args=(base, token, index, step, stop))
@@ -166,6 +187,8 @@ class Phase:
             thread.join()
         self.elapsed = time.perf_counter() - began
         self.server_cpu = cpu_seconds(server.pid) - cpu_before if server else None
+        self.database_cpu = database_cpu_seconds() - database_before
+        self.client_cpu = time.process_time() - client_before
         return self
 
     def _client(self, base, token, index, step, stop):
@@ -317,22 +340,26 @@ def main():
     )
     print(
         "| phase | requests | req/s | claims/s | op | median ms | p95 ms "
-        "| vs bare floor | vs PodBoard floor | server CPU ms/req |"
+        "| vs bare floor | vs PodBoard floor | server CPU ms/req | database CPU ms/req "
+        "| client CPU ms/req |"
     )
-    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: |")
+    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for phase in phases:
         requests = sum(len(v) for v in phase.latencies.values())
         claims = len(phase.latencies.get("next", ())) / phase.elapsed
         claims_text = f"{claims:.0f}" if "next" in phase.latencies else ""
         cpu = f"{phase.server_cpu / requests * 1000:.1f}" if requests else ""
+        database = f"{phase.database_cpu / requests * 1000:.1f}" if requests else ""
+        client = f"{phase.client_cpu / requests * 1000:.1f}" if requests else ""
         for label, values in phase.latencies.items():
             print(
                 f"| {phase.name} | {requests} | {rate(phase):.0f} | {claims_text} "
                 f"| {label} | {ms(values, 50):.2f} | {ms(values, 95):.2f} "
-                f"| {rate(phase) / bare_rate:.0%} | {rate(phase) / floor_rate:.0%} | {cpu} |"
+                f"| {rate(phase) / bare_rate:.0%} | {rate(phase) / floor_rate:.0%} | {cpu} "
+                f"| {database} | {client} |"
             )
         if phase.empty:
-            print(f"| {phase.name} | queue ran empty: seed more with --tasks | | | | | | | | |")
+            print(f"| {phase.name} | queue ran empty: seed more with --tasks | | | | | | | | | | |")
         if phase.errors:
             print(f"| {phase.name} | {len(phase.errors)} errors, first: {phase.errors[0][:80]} |")
 

@@ -32,6 +32,7 @@ SQLITE_OPTIONS = {
 POSTGRES_OPTIONS = {
     "connect_timeout": 5,
     "server_side_binding": True,
+    "prepare_threshold": 5,
     "pool": {"min_size": 2, "max_size": 16, "timeout": 10},
 }
 

@@ -178,6 +178,14 @@ class Task(models.Model):
             # The board's Done column: most recent first.
             models.Index(fields=["pod_owner", "status", "-completed_at"], name="task_pod_done"),
             models.Index(fields=["status", "lease_expires_at"], name="task_lease"),
+            # A claim first looks for the caller's own active task, then for an active one
+            # nobody holds: without this, each claim read every active row of the pod (many,
+            # when instances come and go without finishing).
+            models.Index(
+                fields=["pod_owner", "claimed_by"],
+                condition=Q(status="active"),
+                name="task_active_holder",
+            ),
             models.Index(fields=["scale_root"], name="task_scale_root"),
             # The header's count of tasks waiting on a human: only those rows are indexed.
             models.Index(
