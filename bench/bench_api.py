@@ -16,9 +16,9 @@ clients) run, one phase at a time:
 Print a markdown table (requests/s, median and p95 latency, throughput relative to each floor,
 the CPU the server process used per request, which a busy shared machine disturbs less than
 the rates, and the CPU PostgreSQL's processes and this load generator used per request: the
-three share the machine's cores) and the ratios the targets are stated in: ``next`` requests/s and ``next+complete``
-requests/s (two requests a task) over the bare floor's requests/s (the mean of its two phases),
-and each operation's p95/p50.
+three share the machine's cores) and the ratios the targets are stated in: ``next``
+requests/s and ``next+complete`` requests/s (two requests a task) over the bare floor's
+requests/s (the mean of its two phases), and each operation's p95/p50.
 
     .venv/bin/python bench/bench_api.py                     # PostgreSQL (DATABASE_URL or benchpb)
     .venv/bin/python bench/bench_api.py --sqlite --workers 1 # the embedded default
