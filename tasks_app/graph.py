@@ -5,7 +5,7 @@ tasks that depend on it or carry its baton (``handoff_from``). A task is *blocke
 dependency is not done.
 """
 
-from django.db.models import Exists, OuterRef
+from django.db.models import Exists, F, OuterRef, Value
 
 from .models import Status, Task
 from .prepared import prepared
@@ -63,6 +63,42 @@ def _successors(task):
     depending = Depends.objects.filter(to_task_id=task).order_by().values_list("from_task_id")
     batons = Task.objects.filter(handoff_from_id=task).order_by().values_list("pk")
     return depending.union(batons)
+
+
+def neighbours(task_id):
+    """Return ``(dependency_states(task_id), successor_ids(task_id))``, read in one query
+    (completing a task needs both)."""
+    dependencies, successors = [], set()
+    for side, pk, status in _neighbours(task=task_id):
+        if side == "d":
+            dependencies.append((pk, status))
+        else:
+            successors.add(pk)
+    return sorted(dependencies), successors
+
+
+@prepared(task=str)
+def _neighbours(task):
+    both = {"side": Value("s"), "state": Value("")}
+    dependencies = (
+        Task.objects.filter(dependents__pk=task)
+        .annotate(side=Value("d"), state=F("status"))
+        .order_by()
+        .values_list("side", "pk", "state")
+    )
+    depending = (
+        Depends.objects.filter(to_task_id=task)
+        .annotate(**both)
+        .order_by()
+        .values_list("side", "from_task_id", "state")
+    )
+    batons = (
+        Task.objects.filter(handoff_from_id=task)
+        .annotate(**both)
+        .order_by()
+        .values_list("side", "pk", "state")
+    )
+    return dependencies.union(depending, batons, all=True)
 
 
 def extend_from_database(graph):

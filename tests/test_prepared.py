@@ -113,3 +113,25 @@ def test_a_prepared_update_changes_what_the_queryset_update_would_and_counts_row
     assert _set_status(task="DEV-1", status=Status.DONE, when=later) == 1
     one = Task.objects.get(pk="DEV-1")
     assert (one.status, one.updated_at, one.started_at) == (Status.DONE, later, first)
+
+
+def test_neighbours_reads_dependency_states_and_successors_in_one_query(
+    make_task, django_assert_num_queries
+):
+    from tasks_app.graph import dependency_states, neighbours, successor_ids
+
+    make_task("PROD-1", pod="ProductPod", status=Status.DONE)
+    make_task("PROD-2", pod="ProductPod", status=Status.ACTIVE)
+    make_task("DEV-1", depends_on=["PROD-2", "PROD-1"], status=Status.ACTIVE)
+    make_task("QA-1", pod="QAPod", depends_on=["DEV-1"])
+    make_task("QA-2", pod="QAPod", handoff_from_id="DEV-1")
+    make_task("QA-3", pod="QAPod", depends_on=["DEV-1"], handoff_from_id="DEV-1")
+    make_task("QA-4", pod="QAPod", depends_on=["PROD-1"])
+
+    with django_assert_num_queries(1):
+        dependencies, successors = neighbours("DEV-1")
+    assert dependencies == [("PROD-1", "done"), ("PROD-2", "active")]
+    assert successors == {"QA-1", "QA-2", "QA-3"}
+    assert (dependencies, successors) == (dependency_states("DEV-1"), successor_ids("DEV-1"))
+    assert neighbours("PROD-1") == ([], {"DEV-1", "QA-4"})
+    assert neighbours("QA-404") == ([], set())

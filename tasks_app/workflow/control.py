@@ -23,7 +23,7 @@ rework bookkeeping, and one place to read them all is what a person changing the
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from ..graph import dependency_states
+from ..graph import dependency_states, successor_ids
 from ..ids import rework_id as next_rework_id
 from ..ids import root_of
 from ..models import (
@@ -193,6 +193,7 @@ def _approve(change, task, actor, reviewer_pod, note, handoff_note):
     successors, started = _hand_off(
         change,
         task,
+        successor_ids(task.pk),
         now,
         author=author,
         note=text,

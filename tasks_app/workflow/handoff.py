@@ -7,7 +7,7 @@ found, how a mode is resolved and how a note is written; together they are rule 
 from django.db.models import F, Q
 from django.utils import timezone
 
-from ..graph import Depends, dependency_states, find_cycle, successor_ids, waiting_for
+from ..graph import Depends, dependency_states, find_cycle, neighbours, waiting_for
 from ..ids import carried_over, continuation_id, root_of
 from ..models import (
     AutoModeRule,
@@ -109,7 +109,7 @@ def finish(
         "question",
         "asked_at",
     )
-    dependencies = dependency_states(task.pk)
+    dependencies, following = neighbours(task.pk)
     closed = {"question_closed": question} if question else {}
     if into_review:
         return control.submit(
@@ -139,6 +139,7 @@ def finish(
     successors, started = _hand_off(
         change,
         task,
+        following,
         now,
         author=author,
         note=handoff_note,
@@ -247,12 +248,12 @@ def _plain_mode(task):
     return HandoffMode.SYNC if task.handoff_mode == HandoffMode.SYNC else HandoffMode.ASYNC
 
 
-def _hand_off(change, task, now, *, author, note, reason, author_pod="", chosen=None):
-    """Write notes to ``task``'s ready successors and start the unblocked ones (rule 4).
+def _hand_off(change, task, ids, now, *, author, note, reason, author_pod="", chosen=None):
+    """Write notes to ``task``'s ready successors (``ids``: all its successors) and start the
+    unblocked ones (rule 4).
 
     Return ``(answer, started)``: ``[{id, status, mode}]`` and the successors started now.
     """
-    ids = successor_ids(task.pk)
     successors = []
     if ids:
         successors = list(
