@@ -14,7 +14,10 @@ the caller's values through the ORM's own result machinery (converters, model in
 
     ready_ids(pod_id=3, status="ready")   # a list, as list(queryset) would be
 
-``prepared_update`` does the same for ``queryset.update(**changes)``.
+``prepared_update`` does the same for ``queryset.update(**changes)``; ``insert_row`` and
+``update_row`` write one model instance's row (all its fields, or the ones named) with a
+statement built once per model, engine and field list, and the values the ORM's ``save``
+would send.
 
 Arguments are ``int``, ``str`` or ``datetime`` values (primary keys, ids, statuses, times). A
 queryset must be built so that every argument reaches the SQL as a parameter, which
@@ -218,3 +221,73 @@ def prepared(**kinds):
 def prepared_update(**kinds):
     """Decorate a function that builds ``(queryset, {field: value})`` for an UPDATE."""
     return lambda build: PreparedUpdate(build, kinds)
+
+
+# Writing one row ------------------------------------------------------------------------------
+
+_row_statements = {}
+
+
+def _row_statement(key, build):
+    found = _row_statements.get(key)
+    if found is None:
+        found = _row_statements.setdefault(key, build())
+    return found
+
+
+def insert_row(obj, using="default"):
+    """INSERT ``obj`` (a new instance with an automatic primary key) as ``obj.save()`` would,
+    without the ORM building the statement again; set its primary key."""
+    connection = connections[using]
+    meta = obj._meta
+    fields = [f for f in meta.local_concrete_fields if f is not meta.auto_field]
+
+    def build():
+        quote = connection.ops.quote_name
+        sql = (
+            f"INSERT INTO {quote(meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+            f"VALUES ({', '.join(['%s'] * len(fields))})"
+        )
+        if connection.features.can_return_columns_from_insert:
+            sql += f" RETURNING {quote(meta.auto_field.column)}"
+        return sql
+
+    sql = _row_statement((type(obj), connection.vendor, "insert"), build)
+    params = [f.get_db_prep_save(f.pre_save(obj, True), connection) for f in fields]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        if connection.features.can_return_columns_from_insert:
+            pk = cursor.fetchone()[0]
+        else:
+            pk = connection.ops.last_insert_id(cursor, meta.db_table, meta.auto_field.column)
+    obj.pk = pk
+    obj._state.adding, obj._state.db = False, using
+    return obj
+
+
+def update_row(obj, fields, *, increment=(), using="default"):
+    """UPDATE the row of ``obj``: ``fields`` (names) to ``obj``'s values, each of ``increment``
+    to its stored value + 1. Return the number of rows changed (0: the row is gone)."""
+    connection = connections[using]
+    meta = obj._meta
+    fields, increment = tuple(fields), tuple(increment)
+    concrete = [meta.get_field(name) for name in fields]
+
+    def build():
+        quote = connection.ops.quote_name
+        sets = [
+            f"{quote(meta.get_field(n).column)} = {quote(meta.get_field(n).column)} + 1"
+            for n in increment
+        ]
+        sets += [f"{quote(f.column)} = %s" for f in concrete]
+        return (
+            f"UPDATE {quote(meta.db_table)} SET {', '.join(sets)} "
+            f"WHERE {quote(meta.pk.column)} = %s"
+        )
+
+    sql = _row_statement((type(obj), connection.vendor, "update", fields, increment), build)
+    params = [f.get_db_prep_save(getattr(obj, f.attname), connection) for f in concrete]
+    params.append(meta.pk.get_db_prep_value(obj.pk, connection))
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount

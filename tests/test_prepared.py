@@ -135,3 +135,66 @@ def test_neighbours_reads_dependency_states_and_successors_in_one_query(
     assert (dependencies, successors) == (dependency_states("DEV-1"), successor_ids("DEV-1"))
     assert neighbours("PROD-1") == ([], {"DEV-1", "QA-4"})
     assert neighbours("QA-404") == ([], set())
+
+
+def test_insert_row_writes_what_save_writes_and_sets_the_primary_key(make_task):
+    from tasks_app.models import Event, HandoffNote
+    from tasks_app.prepared import insert_row
+
+    make_task("DEV-1", status=Status.DONE)
+    at = datetime(2026, 5, 1, 12, 30, tzinfo=UTC)
+    written = insert_row(
+        Event(
+            task_id="DEV-1",
+            task_key="DEV-1",
+            kind="completed",
+            actor="DevPod#1",
+            from_status="active",
+            to_status="done",
+            payload={"successors": [{"id": "QA-1", "mode": "sync"}], "note": None},
+            created_at=at,
+        )
+    )
+    again = insert_row(Event(task_key="DEV-404", kind="deleted", payload={}))
+    assert isinstance(written.pk, int) and again.pk == written.pk + 1
+    assert not written._state.adding
+    stored = Event.objects.get(pk=written.pk)
+    assert (stored.task_id, stored.kind, stored.actor, stored.created_at) == (
+        "DEV-1",
+        "completed",
+        "DevPod#1",
+        at,
+    )
+    assert stored.payload == {"successors": [{"id": "QA-1", "mode": "sync"}], "note": None}
+    assert Event.objects.get(pk=again.pk).task_id is None
+
+    note = insert_row(HandoffNote(from_task_id="DEV-1", note="Read the spec.", token_count=7))
+    assert HandoffNote.objects.filter(pk=note.pk, to_task=None, note="Read the spec.").exists()
+
+
+def test_update_row_sets_the_named_fields_increments_and_counts_rows(make_task, pods):
+    from tasks_app.prepared import update_row
+
+    task = make_task("DEV-1", status=Status.ACTIVE, claimed_by="DevPod#1", version=3)
+    task.status, task.claimed_by, task.outputs = Status.DONE, "", [{"kind": "pr", "n": 1}]
+    task.lease_expires_at, task.pod_owner = None, pods["QAPod"]
+    task.title = "not written: not named"
+    assert (
+        update_row(
+            task,
+            ("status", "claimed_by", "outputs", "lease_expires_at", "pod_owner"),
+            increment=("version",),
+        )
+        == 1
+    )
+    stored = Task.objects.get(pk="DEV-1")
+    assert (stored.status, stored.claimed_by, stored.outputs, stored.pod_owner_id) == (
+        "done",
+        "",
+        [{"kind": "pr", "n": 1}],
+        pods["QAPod"].pk,
+    )
+    assert stored.lease_expires_at is None and stored.version == 4
+    assert stored.title == "Task DEV-1"
+    Task.objects.filter(pk="DEV-1").delete()
+    assert update_row(task, ("status",)) == 0

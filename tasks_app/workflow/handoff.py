@@ -19,6 +19,7 @@ from ..models import (
     Status,
     Task,
 )
+from ..prepared import insert_row
 from . import control
 from .results import Completion, Handoff, StartWork
 from .rows import check_holder, lock, pod_event, refuse_unless, save
@@ -264,16 +265,18 @@ def _hand_off(change, task, ids, now, *, author, note, reason, author_pod="", ch
         )
     if not successors:
         if note:
-            HandoffNote.objects.create(
-                from_task=task,
-                to_task=None,
-                note=note,
-                reason=reason,
-                mode=_plain_mode(task),
-                token_count=task.token_count,
-                author=author,
-                author_pod=author_pod,
-                created_at=now,
+            insert_row(
+                HandoffNote(
+                    from_task=task,
+                    to_task=None,
+                    note=note,
+                    reason=reason,
+                    mode=_plain_mode(task),
+                    token_count=task.token_count,
+                    author=author,
+                    author_pod=author_pod,
+                    created_at=now,
+                )
             )
         return [], []
     still_blocked = waiting_for([s.pk for s in successors])

@@ -3,10 +3,9 @@
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db.models import F
 
 from ..models import Status, Task
-from ..prepared import prepared, prepared_update
+from ..prepared import prepared, prepared_update, update_row
 from .runner import RuleError, not_found
 
 
@@ -36,9 +35,7 @@ def save(task, now, *fields):
     """Write ``fields`` of ``task`` and bump its version (boards compare versions)."""
     task.version += 1
     task.updated_at = now
-    Task.objects.filter(pk=task.pk).update(
-        version=F("version") + 1, updated_at=now, **{f: getattr(task, f) for f in fields}
-    )
+    update_row(task, ("updated_at", *fields), increment=("version",))
 
 
 def extend_lease(task, now):

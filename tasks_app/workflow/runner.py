@@ -14,6 +14,7 @@ import functools
 from django.db import transaction
 
 from ..models import Event
+from ..prepared import insert_row
 from ..push import outbox
 
 
@@ -85,7 +86,7 @@ class Change:
     def save(self):
         unsaved = [e for e in self.events if e.pk is None]
         if len(unsaved) == 1:
-            unsaved[0].save(force_insert=True)
+            insert_row(unsaved[0])
         elif unsaved:
             Event.objects.bulk_create(unsaved, batch_size=1000)
         # Webhook deliveries commit with the change (the outbox); waiters wake after commit.
