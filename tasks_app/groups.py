@@ -18,6 +18,15 @@ log = logging.getLogger(__name__)
 _pending = set()  # keeps fire-and-forget sends alive until they finish
 
 
+def event_loop():
+    """Return the event loop a send from this thread goes through: the running one, or the
+    server's loop that started this thread; None outside a server."""
+    try:
+        return asyncio.get_running_loop()
+    except RuntimeError:
+        return _server_loop()
+
+
 def send(layer, messages, *, what):
     """Send ``[(group, message)]`` on ``layer``.
 

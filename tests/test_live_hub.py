@@ -332,3 +332,48 @@ async def test_the_hub_joins_the_group_again_before_channels_redis_would_forget_
         assert len(joined) >= 3 and len(set(joined)) == 1
     finally:
         await board.disconnect()
+
+
+async def test_a_busy_process_sends_its_announcements_to_the_layer_in_batches(
+    make_task, pods, lead, settings, monkeypatch
+):
+    settings.PODBOARD_LIVE_BATCH_SECONDS = 0.3
+    layer = live.get_channel_layer()
+    sent = []
+    real_send = layer.group_send
+
+    async def group_send(group, message):
+        if group == live.BOARD_GROUP:
+            sent.append(message)
+        await real_send(group, message)
+
+    monkeypatch.setattr(layer, "group_send", group_send)
+    task_ids = [f"DEV-{n}" for n in range(8)]
+    for task_id in task_ids:
+        await db(make_task)(task_id, pod="DevPod")
+    cards, counts = await db(board_state)()
+    board = await connect(lead, f"since={await db(live.latest_seq_now)()}")
+    try:
+        started = time.monotonic()
+        for task_id in task_ids:
+            await db(change_task)(task_id, pod=pods["QAPod"], status=Status.ACTIVE)
+        wrote = time.monotonic() - started
+        deadline = time.monotonic() + 5
+        while sum(len(m.get("batch") or [m]) for m in sent) < len(task_ids):
+            assert time.monotonic() < deadline, sent
+            await asyncio.sleep(0.02)
+        # The first announcement after a quiet moment leaves at once; the ones that follow
+        # within the window leave together (a slow machine may need a window more).
+        assert "batch" not in sent[0]
+        assert 2 <= len(sent) <= 2 + int(wrote / 0.3), (len(sent), wrote)
+        announced = [m["seq"] for message in sent for m in message.get("batch") or [message]]
+        assert announced == sorted(announced) and len(announced) == len(task_ids)
+        # Every change of every batch reaches the board.
+        pushes = await drain(board)
+        assert pushes[-1].seq == announced[-1] == await db(live.latest_seq_now)()
+        shown_cards, shown_counts = apply_pushes(cards, counts, pushes)
+        assert (shown_cards, {k: n for k, n in shown_counts.items() if n}) == await db(
+            board_state
+        )()
+    finally:
+        await board.disconnect()

@@ -185,8 +185,10 @@ class Hub:
     # Listening --------------------------------------------------------------------------------
 
     def note(self, message):
-        """Take one announcement: remember what it touched; the render loop does the rest."""
-        self.pending.add(message)
+        """Take one announcement (or a batch of them): remember what it touched; the render
+        loop does the rest."""
+        for one in message.get("batch") or (message,):
+            self.pending.add(one)
         self.wake.set()
 
     async def _listen(self):
