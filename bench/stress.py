@@ -568,6 +568,7 @@ def verdict(args, run, outcome, duration, final_seq, task_ids, n_deps):
             run.observer, "server_lag_"
         ),
         "observer probes (missing)": _observed_count(run.observer),
+        "observer frames (refreshes, past the 2 s note)": _observed_frames(run.observer),
         "live delay p50/p95 (ms), the load generator's boards": _ms(delays),
         "events": Event.objects.count(),
     }
@@ -582,6 +583,12 @@ def _observed(report, prefix=""):
 
 def _observed_count(report):
     return "observer failed" if not report else f"{report['probes']} ({report['missing']})"
+
+
+def _observed_frames(report):
+    if not report:
+        return "–"
+    return f"{report['frames']} ({report['refreshes']}, {report['lag_notes']})"
 
 
 def _ms(values):

@@ -37,11 +37,17 @@ def _statement(status):
             after.append(
                 "(" + " AND ".join([*equal, f"{expression(name)} {'<' if desc else '>'} %s"]) + ")"
             )
-        order = ordering.sql_order(status, expression)
+        # Every card after this one has its first key on the same side (a bound the index
+        # range can use, where the OR alone made the database read the whole column), and no
+        # null key (the comparisons leave those out), so the order needs no nulls clause,
+        # which would keep the database from reading the index in order.
+        first, first_desc = keys[0]
+        bound = f"{expression(first)} {'<=' if first_desc else '>='} %s"
+        order = ", ".join(f"{expression(n)} {'DESC' if d else 'ASC'}" for n, d in keys)
         sql = (
             f"SELECT {quote(_column('id'))} FROM {quote(Task._meta.db_table)} "
             f"WHERE {quote(_column('pod_owner'))} = %s AND {quote(_column('status'))} = %s "
-            f"AND ({' OR '.join(after)}) ORDER BY {order} LIMIT 1"
+            f"AND {bound} AND ({' OR '.join(after)}) ORDER BY {order} LIMIT 1"
         )
         fields = [
             None if name == "carries_baton" else Task._meta.get_field(name) for name, _ in keys
@@ -68,7 +74,7 @@ def next_in_column(row):
         value if field is None else field.get_db_prep_value(value, connection)
         for field, value in zip(fields, values, strict=True)
     ]
-    params = [row["pod_owner"], status]
+    params = [row["pod_owner"], status, prepared[0]]
     for i in range(len(prepared)):
         params.extend(prepared[: i + 1])
     with connection.cursor() as cursor:
