@@ -4,6 +4,7 @@ boards watch over websockets; then prove from the database that nothing went wro
 
     python bench/stress.py            # short form: the same checks on small numbers (< 2 min)
     python bench/stress.py --full     # 16 pods, 20,000 tasks, 20 boards, 3 server workers
+    python bench/stress.py --embedded # either form on the embedded default (SQLite, 1 process)
 
 What runs: a dedicated PostgreSQL database (dropped and created), migrated; a task graph of
 ProductPod → DevPod → QAPod chains with cross-chain dependencies and sync/async/auto modes;
@@ -59,6 +60,12 @@ FULL = {"tasks": 20_000, "pods": 16, "boards": 20, "workers": 3, "floor_rows": 6
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--full", action="store_true", help="the full run (20,000 tasks)")
+    parser.add_argument(
+        "--embedded",
+        action="store_true",
+        help="the embedded default instead: a SQLite file under var/, one server process, the "
+        "in-memory channel layer (no floor)",
+    )
     parser.add_argument("--tasks", type=int, help="how many tasks to generate")
     parser.add_argument("--pods", type=int, help="concurrent pod instances (of 3 types)")
     parser.add_argument("--boards", type=int, help="websocket boards connected")
@@ -77,6 +84,10 @@ def parse_args(argv=None):
     parser.add_argument("--log", help="server log file (default var/stress-server.log)")
     args = parser.parse_args(argv)
     sizes = FULL if args.full else SHORT
+    if args.embedded:
+        sizes = {**sizes, "workers": 1}
+        args.database_url = f"sqlite:///{ROOT / 'var' / f'stress-{os.getpid()}.sqlite3'}"
+        args.redis_url, args.no_floor = "", True
     for key in ("tasks", "pods", "boards", "workers"):
         if getattr(args, key) is None:
             setattr(args, key, sizes[key])
@@ -85,9 +96,16 @@ def parse_args(argv=None):
         args.timeout = 3600.0 if args.full else 150.0
     if args.pods < 3:
         parser.error("--pods must be at least 3 (one per pod type)")
-    if not args.database_url.startswith("postgres"):
-        parser.error("the stress run needs PostgreSQL (--database-url postgres://…)")
+    if not args.embedded and not args.database_url.startswith("postgres"):
+        parser.error("the stress run needs PostgreSQL (--database-url postgres://…) or --embedded")
+    if args.embedded and args.workers != 1:
+        parser.error("the embedded default serves from one process (--workers 1)")
     return args
+
+
+def _sqlite_files(url):
+    path = url.removeprefix("sqlite:///")
+    return [Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")]
 
 
 def setup_django(database_url, redis_url):
@@ -600,7 +618,8 @@ def _ms(values):
 def report(args, figures, problems, floor, machine):
     failed = {name: items for name, items in problems.items() if items}
     lines = [
-        f"### Stress run ({'full' if args.full else 'short'} form)",
+        f"### Stress run ({'full' if args.full else 'short'} form"
+        f"{', embedded default: SQLite, one process' if args.embedded else ''})",
         "",
         markdown_table(["figure", "value"], list(figures.items())),
         "",
@@ -652,7 +671,11 @@ def main(argv=None):
         file=sys.stderr,
         flush=True,
     )
-    recreate_database(args.database_url)
+    if args.embedded:
+        for path in _sqlite_files(args.database_url):
+            path.unlink(missing_ok=True)
+    else:
+        recreate_database(args.database_url)
     call_command("migrate", verbosity=0)
     began = time.monotonic()
     task_ids, n_deps = seed(args.tasks)
@@ -687,13 +710,14 @@ def main(argv=None):
     text = report(args, figures, problems, floor, machine)
     print(text)
     # The last run of each form is kept for bench/run_all.py's report.
-    keep = ROOT / "var" / "bench" / f"stress-{'full' if args.full else 'short'}.json"
+    form = ("embedded-" if args.embedded else "") + ("full" if args.full else "short")
+    keep = ROOT / "var" / "bench" / f"stress-{form}.json"
     keep.parent.mkdir(parents=True, exist_ok=True)
     for path in filter(None, {args.json, str(keep)}):
         Path(path).write_text(
             json.dumps(
                 {
-                    "form": "full" if args.full else "short",
+                    "form": form,
                     "figures": figures,
                     "problems": problems,
                     "floor": floor,
@@ -709,7 +733,11 @@ def main(argv=None):
     connections.close_all()
     if not args.keep_db:
         with contextlib.suppress(Exception):
-            drop_database(args.database_url)
+            if args.embedded:
+                for path in _sqlite_files(args.database_url):
+                    path.unlink(missing_ok=True)
+            else:
+                drop_database(args.database_url)
     return 0 if not any(problems.values()) else 1
 
 

@@ -77,15 +77,16 @@ def test_short_stress_run_loses_nothing_doubles_nothing_and_keeps_order(
     assert modes.get("sync", 0) > 0 and modes.get("async", 0) > 0
     assert figures["ws messages received"] > 0
     # Boards stay live under load, as a board observer in its own process sees them: every
-    # probe reached its board, and the benchmark reports the real delay (target 1 s); CI keeps
-    # a wide margin for a shared machine, still far below the 15–30 s boards once lagged.
+    # probe reached its board within 3 s at the 95th percentile (the benchmark reports the
+    # real figure, target 1 s; CI keeps a margin for a shared machine). The load generator's
+    # own boards share its event loop with the pods, so they get a wider bound.
     observed = figures["observer probes (missing)"]
     probes, missing = (int(n) for n in observed.replace("(", "").replace(")", "").split())
     assert probes >= 10 and missing == 0, observed
-    for name in (
-        "live delay p50/p95 (ms), observer in its own process",
-        "live delay p50/p95 (ms), the load generator's boards",
+    for name, bound in (
+        ("live delay p50/p95 (ms), observer in its own process", 3_000),
+        ("live delay p50/p95 (ms), the load generator's boards", 10_000),
     ):
         _p50, p95 = (float(ms) for ms in figures[name].split("/"))
-        assert p95 <= 10_000, (name, figures[name])
+        assert p95 <= bound, (name, figures[name])
     assert result.returncode == 0, result.stdout[-3000:]
