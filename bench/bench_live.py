@@ -5,6 +5,8 @@ Per channel layer (in-memory on SQLite, Redis on PostgreSQL) it starts one uvico
 1. connects 1, 10 and 100 boards by websocket in this process, makes API calls
    (``POST /api/tasks/{id}/activate``) one after another, and records for every board the
    delay from the API response to the push naming that task (negative: the push came first);
+   after each, a pod's ``next`` and ``complete`` on that task, timed, so what open boards cost
+   the pod API shows beside the run with no board (issue: ≤ 1.5×);
 2. at light load, keeps ``--observer-boards`` boards open (this process only drains them) and
    lets ``bench/observer.py`` measure in a process of its own, so a busy load generator does
    not pass for a slow server: its probe's delay (API answer → frame) and the server's own lag
@@ -170,6 +172,15 @@ def server(env, workdir, name, app=None):
 # Measuring -----------------------------------------------------------------------------------
 
 
+def _loop_figures(loop_ms):
+    """``(next p50, next p95, complete p50, complete p95)`` in ms."""
+    return tuple(
+        figure
+        for op in ("next", "complete")
+        for figure in (statistics.median(loop_ms[op]), percentile(loop_ms[op], 95))
+    )
+
+
 async def open_boards(ws_url, sessions, origin, path="/ws/board/?since=999999999"):
     boards = []
     for session in sessions:
@@ -198,7 +209,7 @@ async def measure(url, ws_url, sessions, token, first_task, calls):
         asyncio.create_task(listen(b, a, task_ids)) for b, a in zip(boards, arrivals, strict=True)
     ]
     await asyncio.sleep(0.5)
-    delays, api_ms = [], []
+    delays, api_ms, loop_ms = [], [], {"next": [], "complete": []}
     async with httpx.AsyncClient(base_url=url, headers={"Authorization": f"Bearer {token}"}) as api:
         for task_id in task_ids:
             sent = time.perf_counter()
@@ -213,12 +224,27 @@ async def measure(url, ws_url, sessions, token, first_task, calls):
             if missing:
                 print(f"  {missing} board(s) never heard about {task_id}", file=sys.stderr)
             delays += [(a[task_id] - answered) * 1000 for a in arrivals if task_id in a]
+            # The pod loop on the same task, timed too: ``next`` takes it (the only active
+            # task nobody holds), ``complete`` finishes it; every open board hears both.
+            sent = time.perf_counter()
+            pulled = await api.post(
+                "/api/tasks/next", json={"pod_owner": "DevPod", "instance": f"bench-{task_id}"}
+            )
+            loop_ms["next"].append((time.perf_counter() - sent) * 1000)
+            pulled.raise_for_status()
+            sent = time.perf_counter()
+            done = await api.post(
+                f"/api/tasks/{pulled.json()['task']['id']}/complete",
+                json={"instance": f"bench-{task_id}", "handoff_note": "done"},
+            )
+            loop_ms["complete"].append((time.perf_counter() - sent) * 1000)
+            done.raise_for_status()
             await asyncio.sleep(0.02)
     for listener in listeners:
         listener.cancel()
     for board in boards:
         await board.close()
-    return delays, api_ms
+    return delays, api_ms, loop_ms
 
 
 async def drain(board, prefix, arrivals):
@@ -296,12 +322,15 @@ def run_layer(layer, board_counts, calls, args):
         secrets = json.loads(made.strip().splitlines()[-1])
         sessions = secrets["sessions"]
         with server(env, workdir, "podboard") as podboard:
-            _, idle_ms = asyncio.run(
+            _, idle_ms, idle_loop = asyncio.run(
                 measure(podboard.url, podboard.ws_url, [], secrets["token"], 0, calls)
             )
-            rows.append((layer, 0, None, None, statistics.median(idle_ms), percentile(idle_ms, 95)))
+            rows.append(
+                (layer, 0, None, None, statistics.median(idle_ms), percentile(idle_ms, 95))
+                + _loop_figures(idle_loop)
+            )
             for n, count in enumerate(board_counts, start=1):
-                delays, api_ms = asyncio.run(
+                delays, api_ms, loop_ms = asyncio.run(
                     measure(
                         podboard.url,
                         podboard.ws_url,
@@ -320,6 +349,7 @@ def run_layer(layer, board_counts, calls, args):
                         statistics.median(api_ms),
                         percentile(api_ms, 95),
                     )
+                    + _loop_figures(loop_ms)
                 )
             if args.observer:
                 print(f"  {layer}: observer with {args.observer_boards} boards", file=sys.stderr)
@@ -372,13 +402,17 @@ def print_tables(rows, observed, args):
     print(f"\nLive push delay: API response → websocket message, {args.calls} calls per row\n")
     print(
         "| layer | boards | push delay median (ms) | push delay p95 (ms) "
-        "| API call median (ms) | API call p95 (ms) |"
+        "| API call median (ms) | API call p95 (ms) | `next` median / p95 (ms) "
+        "| `complete` median / p95 (ms) | `next`+`complete` p95 vs no board |"
     )
-    print("| --- | ---: | ---: | ---: | ---: | ---: |")
-    for layer, count, median, p95, api_median, api_p95 in rows:
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    # next p95 + complete p95 with no board open, per layer
+    idle = {row[0]: row[7] + row[9] for row in rows if row[1] == 0}
+    for layer, count, median, p95, api_median, api_p95, n50, n95, c50, c95 in rows:
         print(
             f"| {NAMES.get(layer, layer)} | {count} | {fmt(median)} | {fmt(p95)} "
-            f"| {api_median:.1f} | {api_p95:.1f} |"
+            f"| {api_median:.1f} | {api_p95:.1f} | {n50:.1f} / {n95:.1f} | {c50:.1f} / {c95:.1f} "
+            f"| {(n95 + c95) / idle[layer]:.2f}× |"
         )
     if not observed:
         return

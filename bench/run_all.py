@@ -198,8 +198,10 @@ SECTIONS = [
         intro=(
             "Pods of three types work a task graph through the API on several server workers "
             "while boards watch over websockets; then every invariant is checked in the "
-            "database. The bare-SQL claim loop is measured on the same PostgreSQL as the floor."
+            "database. The bare-SQL claim loop is measured on the same PostgreSQL as the floor. "
+            "Then the same on the embedded default (`--embedded`: SQLite, one process)."
         ),
+        runs=[([], {}), (["--embedded"], {})],
         timeout=3600,
     ),
 ]
@@ -252,9 +254,20 @@ def run_section(section, *, quick, full_stress):
     runs = _runs(section, quick=quick)
     json_path = None
     if section.key == "stress":
-        json_path = LOGS / ("stress-full.json" if full_stress else "stress-short.json")
-        extra = ["--json", str(json_path), "--log", str(LOGS / "stress-server.log")]
-        runs = [(args + extra + (["--full"] if full_stress else []), env) for args, env in runs]
+        form = "full" if full_stress else "short"
+        runs = [
+            (
+                args
+                + ["--log", str(LOGS / "stress-server.log")]
+                + [
+                    "--json",
+                    str(LOGS / f"stress-{'embedded-' * ('--embedded' in args)}{form}.json"),
+                ]
+                + (["--full"] if full_stress else []),
+                env,
+            )
+            for args, env in runs
+        ]
     LOGS.mkdir(parents=True, exist_ok=True)
     log_path = LOGS / f"{section.key}.log"
     began = time.monotonic()

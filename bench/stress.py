@@ -52,6 +52,8 @@ DEFAULT_REDIS = "redis://127.0.0.1:6379/5"
 POD_TYPES = ("ProductPod", "DevPod", "QAPod")
 OBSERVER_POD = "ObserverPod"
 SEQ_RE = re.compile(r'data-seq="(\d+)"')
+# The server's own lag figure on a frame (ms): what the board's outbox reported when it sent.
+LAG_RE = re.compile(r'<div id="live-meta"[^>]*?data-lag="(\d+)"')
 
 SHORT = {"tasks": 600, "pods": 6, "boards": 4, "workers": 2, "floor_rows": 1500}
 FULL = {"tasks": 20_000, "pods": 16, "boards": 20, "workers": 3, "floor_rows": 6000}
@@ -254,6 +256,7 @@ class Run:
         self.board_disconnects = 0
         self.board_connected = set()
         self.receipts = []  # (seq, wall time)
+        self.board_lags = []  # data-lag of every frame any of the boards received (ms)
         self.observer = None  # bench/observer.py's report
         self.progress_at = time.monotonic()
 
@@ -364,6 +367,7 @@ async def board_loop(run, ws_url, origin, session_key, cookie_name, index):
                     now = time.time()
                     run.board_messages[index] += 1
                     text = message if isinstance(message, str) else message.decode(errors="replace")
+                    run.board_lags.extend(int(ms) for ms in LAG_RE.findall(text))
                     seqs = SEQ_RE.findall(text)
                     if seqs:
                         seq = max(int(s) for s in seqs)
@@ -588,6 +592,9 @@ def verdict(args, run, outcome, duration, final_seq, task_ids, n_deps):
         "observer probes (missing)": _observed_count(run.observer),
         "observer frames (refreshes, past the 2 s note)": _observed_frames(run.observer),
         "live delay p50/p95 (ms), the load generator's boards": _ms(delays),
+        "server-side lag p50/p95 (ms), every board's frames": _ms(
+            [ms / 1000 for ms in run.board_lags]
+        ),
         "events": Event.objects.count(),
     }
     return figures, problems

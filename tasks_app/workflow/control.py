@@ -31,14 +31,22 @@ from ..models import (
     Event,
     EventKind,
     HandoffMode,
-    HandoffNote,
     Pod,
     Status,
     Task,
 )
 from ..shapes import iso
 from .results import Completion, Rework, StartWork
-from .rows import check_holder, lease_until, lock, pod_event, refuse_unless, release, save
+from .rows import (
+    check_holder,
+    lease_until,
+    lock,
+    pod_event,
+    refuse_unless,
+    release,
+    save,
+    write_note,
+)
 from .runner import RuleError, invalid
 
 CHANGES_REQUESTED = "changes_requested"
@@ -224,16 +232,8 @@ def _request_changes(change, task, actor, reviewer_pod, note):
     now = timezone.now()
     text = note.strip() and note or f"Changes requested by {actor or 'a reviewer'}."
     release(task, now)
-    HandoffNote.objects.create(
-        from_task=task,
-        to_task=task,
-        note=text,
-        reason=CHANGES_REQUESTED,
-        mode=HandoffMode.ASYNC,
-        token_count=task.token_count,
-        author=actor,
-        author_pod=reviewer_pod,
-        created_at=now,
+    write_note(
+        task, task, text, now, reason=CHANGES_REQUESTED, author=actor, author_pod=reviewer_pod
     )
     pod_event(
         change,
@@ -320,16 +320,8 @@ def send_back(
     now = timezone.now()
     author = instance or actor
     rework = _create_rework(task, target, findings, now)
-    HandoffNote.objects.create(
-        from_task=task,
-        to_task=rework,
-        note=findings,
-        reason=CHANGES_REQUESTED,
-        mode=HandoffMode.ASYNC,
-        token_count=task.token_count,
-        author=author,
-        author_pod=author_pod,
-        created_at=now,
+    write_note(
+        task, rework, findings, now, reason=CHANGES_REQUESTED, author=author, author_pod=author_pod
     )
     task.depends_on.add(rework)
     from_status = task.status

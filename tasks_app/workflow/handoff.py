@@ -19,10 +19,9 @@ from ..models import (
     Status,
     Task,
 )
-from ..prepared import insert_row
 from . import control
 from .results import Completion, Handoff, StartWork
-from .rows import check_holder, lock, pod_event, refuse_unless, save
+from .rows import check_holder, lock, note_from, pod_event, refuse_unless, save, write_note
 from .runner import RuleError, invalid
 from .trace import append_trace
 
@@ -265,18 +264,15 @@ def _hand_off(change, task, ids, now, *, author, note, reason, author_pod="", ch
         )
     if not successors:
         if note:
-            insert_row(
-                HandoffNote(
-                    from_task=task,
-                    to_task=None,
-                    note=note,
-                    reason=reason,
-                    mode=_plain_mode(task),
-                    token_count=task.token_count,
-                    author=author,
-                    author_pod=author_pod,
-                    created_at=now,
-                )
+            write_note(
+                task,
+                None,
+                note,
+                now,
+                reason=reason,
+                mode=_plain_mode(task),
+                author=author,
+                author_pod=author_pod,
             )
         return [], []
     still_blocked = waiting_for([s.pk for s in successors])
@@ -285,17 +281,16 @@ def _hand_off(change, task, ids, now, *, author, note, reason, author_pod="", ch
         mode, why = resolve_mode(task, successor, wip_cache, chosen)
         mode, why, remark = control.paused_mode(successor, mode, why)
         notes.append(
-            HandoffNote(
-                from_task=task,
-                to_task=successor,
-                note=f"{note.rstrip()}\n\n{remark}" if note and remark else note or remark,
+            note_from(
+                task,
+                successor,
+                f"{note.rstrip()}\n\n{remark}" if note and remark else note or remark,
+                now,
                 reason=reason,
                 mode=mode,
                 why=why,
-                token_count=task.token_count,
                 author=author,
                 author_pod=author_pod,
-                created_at=now,
             )
         )
         blocked = successor.pk in still_blocked
@@ -350,17 +345,15 @@ def _continue(change, task, now, *, author, reason, note, author_pod=""):
         position=task.position,
         created_at=now,
     )
-    HandoffNote.objects.create(
-        from_task=task,
-        to_task=continuation,
-        note=note or "",
+    write_note(
+        task,
+        continuation,
+        note or "",
+        now,
         reason=reason,
         handoff_type=HandoffType.SCALE,
-        mode=HandoffMode.ASYNC,
-        token_count=task.token_count or 0,
         author=author,
         author_pod=author_pod,
-        created_at=now,
     )
     # Successors now wait for the continuation, so nothing downstream starts on half-done work.
     waiting = list(
@@ -501,17 +494,16 @@ def auto_handoff(change, *, task_id, next_task_id, note="", actor="", author_pod
     elif paused:
         mode, why, _remark = control.paused_mode(successor, mode, why)
     author = actor or task.claimed_by
-    HandoffNote.objects.create(
-        from_task=task,
-        to_task=successor,
-        note=note or "",
+    write_note(
+        task,
+        successor,
+        note or "",
+        now,
         reason="handoff",
         mode=mode,
         why=why,
-        token_count=task.token_count,
         author=author,
         author_pod=author_pod,
-        created_at=now,
     )
     pod_event(
         change,

@@ -9,7 +9,6 @@ from .. import ordering
 from ..graph import successor_ids
 from ..models import (
     EventKind,
-    HandoffMode,
     HandoffNote,
     Pod,
     Status,
@@ -24,6 +23,7 @@ from .rows import (
     check_holder,
     lease_until,
     lock,
+    note_from,
     pod_event,
     refuse_if_blocked,
     refuse_unless,
@@ -246,17 +246,15 @@ def expire_leases(change, *, now=None, batch=500):
         holder, expired_at = task.claimed_by, task.lease_expires_at
         release(task, now)
         notes.append(
-            HandoffNote(
-                from_task=task,
-                to_task=task,
-                reason="stalled",
-                mode=HandoffMode.ASYNC,
-                note=f"{holder or 'The holder'} stopped answering; its lease ran out at "
+            note_from(
+                task,
+                task,
+                f"{holder or 'The holder'} stopped answering; its lease ran out at "
                 f"{expired_at:%Y-%m-%d %H:%M:%S} UTC. The task is back in Ready with its "
                 "trace so far.",
-                token_count=task.token_count,
+                now,
+                reason="stalled",
                 author="podboard",
-                created_at=now,
             )
         )
         pod_event(

@@ -4,8 +4,8 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 
-from ..models import Status, Task
-from ..prepared import prepared, prepared_update, update_row
+from ..models import HandoffMode, HandoffNote, Status, Task
+from ..prepared import insert_row, prepared, prepared_update, update_row
 from .runner import RuleError, not_found
 
 
@@ -100,3 +100,25 @@ def release(task, now, status=Status.READY):
     """Put ``task`` in ``status`` held by nobody."""
     task.status, task.claimed_by, task.lease_expires_at = status, "", None
     save(task, now, "status", "claimed_by", "lease_expires_at")
+
+
+def note_from(task, to_task, text, now, *, reason, author, mode=HandoffMode.ASYNC, **fields):
+    """Return an unsaved note from ``task`` (with its token count) to ``to_task`` (a task, or
+    None when no successor is there to read it). ``fields``: ``author_pod``, ``why``,
+    ``handoff_type``."""
+    return HandoffNote(
+        from_task=task,
+        to_task=to_task,
+        note=text,
+        reason=reason,
+        mode=mode,
+        token_count=task.token_count or 0,
+        author=author,
+        created_at=now,
+        **fields,
+    )
+
+
+def write_note(*args, **kwargs):
+    """Save the note ``note_from(*args, **kwargs)`` returns; return it."""
+    return insert_row(note_from(*args, **kwargs))
