@@ -205,15 +205,16 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 REDIS_URL = env_str("REDIS_URL")
 if REDIS_URL:
+    # Redis pub/sub: a group message is one PUBLISH, and every process subscribed to the group
+    # has it pushed to it. (channels-redis's list-based layer made each receiver spend four
+    # round trips per message; a server process busy with requests read its board
+    # announcements slower than they came and fell behind by its 30 s expiry.) A process that
+    # is not listening at that moment misses the message, as with an expired one; the boards'
+    # poll of the Event sequence and the pods' re-check catch up.
     CHANNEL_LAYERS = {
         "default": {
-            "BACKEND": "channels_redis.core.RedisChannelLayer",
-            "CONFIG": {
-                "hosts": [REDIS_URL],
-                "capacity": 1000,
-                "expiry": 30,
-                "group_expiry": 7 * 24 * 3600,
-            },
+            "BACKEND": "channels_redis.pubsub.RedisPubSubChannelLayer",
+            "CONFIG": {"hosts": [REDIS_URL]},
         }
     }
 else:
