@@ -312,7 +312,7 @@ async def test_changes_nobody_announced_reach_every_board_from_one_catch_up(
             await board.disconnect()
 
 
-async def test_the_hub_joins_the_group_again_before_channels_redis_would_forget_it(
+async def test_the_hub_joins_the_group_again_before_the_layer_would_forget_it(
     lead, settings, monkeypatch
 ):
     settings.PODBOARD_LIVE_POLL_SECONDS = 0.05

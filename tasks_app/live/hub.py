@@ -7,9 +7,9 @@ number of open boards. Three tasks run on the loop:
 
 ``listen``
     receives announcements and only marks what they touched as dirty (never waits on the
-    database or a socket, so the layer's buffer for this process never fills). It re-joins
-    the group every few minutes because channels_redis forgets members after
-    ``group_expiry``.
+    database or a socket, so nothing queues for this process on the layer). It re-joins
+    the group every few minutes, for a layer that forgets members after a group expiry (the
+    in-memory one does after a day).
 ``render``
     turns the dirty tasks into one frame (``changes``) on the render thread, a thread of its
     own so renders neither wait behind requests nor make them wait: at once when it has been
