@@ -42,7 +42,11 @@
     var detail = shown();
     if (!detail) return;
     keepScroll = panel().scrollTop;
-    htmx.ajax("GET", "/tasks/" + encodeURIComponent(detail.dataset.taskId) + "/", { target: "#panel", swap: "innerHTML" });
+    htmx.ajax("GET", "/tasks/" + encodeURIComponent(detail.dataset.taskId) + "/", {
+      target: "#panel",
+      swap: "innerHTML",
+      headers: { "PodBoard-Refresh": "1" },
+    });
   }
 
   function typing(p) {
@@ -128,6 +132,18 @@
         if (card) openerCard = card.id;
       }
     });
+    // A refresh asked for in the background never replaces what someone started typing
+    // meanwhile: the panel says it is stale instead.
+    document.body.addEventListener("htmx:beforeSwap", function (evt) {
+      var target = evt.detail.target;
+      var headers = (evt.detail.requestConfig && evt.detail.requestConfig.headers) || {};
+      if (!target || target.id !== "panel" || !headers["PodBoard-Refresh"]) return;
+      var detail = shown();
+      if (detail && typing(panel())) {
+        evt.detail.shouldSwap = false;
+        markStale(detail, "This task changed since it was shown.", true);
+      }
+    });
     document.body.addEventListener("htmx:afterRequest", function (evt) {
       if (evt.detail.target && evt.detail.target.id === "panel") {
         panelRequests = Math.max(0, panelRequests - 1);
@@ -140,6 +156,9 @@
       if (keepScroll !== null) { p.scrollTop = keepScroll; keepScroll = null; }
       if (!focusOnSwap) return;
       focusOnSwap = false;
+      // Someone already in a field of the new panel (between the swap and the settle) keeps it.
+      var active = document.activeElement;
+      if (active && active !== p && p.contains(active) && active.matches("input, textarea, select")) return;
       var heading = p.querySelector("h1");
       if (heading) {
         heading.tabIndex = -1;
