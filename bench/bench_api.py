@@ -40,7 +40,7 @@ import httpx
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from tests.support.databases import recreate_database  # noqa: E402
+from tests.support.databases import recreate_database, remove_sqlite  # noqa: E402
 from tests.support.servers import AsgiServer, django_env  # noqa: E402
 
 DEFAULT_PG = "postgres://postgres@127.0.0.1:5432/benchpb"
@@ -321,8 +321,7 @@ def main():
         for server in servers:
             server.stop()
         if sqlite_path is not None:
-            for suffix in ("", "-wal", "-shm"):
-                Path(f"{sqlite_path}{suffix}").unlink(missing_ok=True)
+            remove_sqlite(sqlite_path)
 
     bare_rate = statistics.mean(rate(p) for p in phases if p.name.startswith("bare floor"))
     floor_rate = statistics.mean(rate(p) for p in phases if p.name.startswith("floor"))

@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import markdown_table  # noqa: E402
+from tests.support.databases import remove_sqlite  # noqa: E402
 from tests.support.servers import AsgiServer, django_env, manage, run_django  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"
@@ -61,8 +62,7 @@ def log(line):
 def prepare(env, n, reuse):
     db = Path(env["PODBOARD_SQLITE_PATH"])
     if not reuse:
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{db}{suffix}").unlink(missing_ok=True)
+        remove_sqlite(db)
     manage("migrate", "--noinput", "-v", "0", env=env)
     start = time.perf_counter()
     code = SEED.format(n=n, pods=PODS, user=USERNAME, password=PASSWORD)

@@ -194,13 +194,12 @@ def main():
     parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
     args = parser.parse_args()
 
-    from tests.support.databases import drop_database, recreate_database
+    from tests.support.databases import drop_database, recreate_database, remove_sqlite
     from tests.support.servers import django_env, manage
 
     if args.sqlite:
         path = ROOT / "var" / "bench-chain.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        remove_sqlite(path)
         os.environ.pop("DATABASE_URL", None)
         os.environ["PODBOARD_SQLITE_PATH"] = str(path)
         env = django_env(database_url="", redis_url="", PODBOARD_SQLITE_PATH=path)

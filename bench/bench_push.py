@@ -37,7 +37,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.common import markdown_table, percentile  # noqa: E402
-from tests.support.databases import recreate_database, with_database  # noqa: E402
+from tests.support.databases import recreate_database, remove_sqlite, with_database  # noqa: E402
 from tests.support.receiver import Receiver  # noqa: E402
 from tests.support.servers import (  # noqa: E402
     PYTHON,
@@ -198,8 +198,7 @@ def main():
         engine = "PostgreSQL + Redis"
     else:
         path = workdir / "push.sqlite3"
-        for suffix in ("", "-wal", "-shm"):
-            Path(f"{path}{suffix}").unlink(missing_ok=True)
+        remove_sqlite(path)
         env = django_env(database_url="", redis_url="", PODBOARD_SQLITE_PATH=str(path))
         engine = "SQLite + in-memory layer"
     env["PODBOARD_PUBLIC_URL"] = "http://127.0.0.1:1"  # the receiver's port is never "us"

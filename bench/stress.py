@@ -43,7 +43,7 @@ sys.path.insert(0, str(ROOT))
 from bench.common import machine_info, machine_table, markdown_table, percentile  # noqa: E402
 from bench.floor import bare_sql_claim_floor  # noqa: E402
 from tests.support.consistency import check_consistency  # noqa: E402
-from tests.support.databases import drop_database, recreate_database  # noqa: E402
+from tests.support.databases import drop_database, recreate_database, remove_sqlite  # noqa: E402
 from tests.support.servers import AsgiServer, django_env  # noqa: E402
 from tests.support.sessions import session_cookie_for  # noqa: E402
 
@@ -103,11 +103,6 @@ def parse_args(argv=None):
     if args.embedded and args.workers != 1:
         parser.error("the embedded default serves from one process (--workers 1)")
     return args
-
-
-def _sqlite_files(url):
-    path = url.removeprefix("sqlite:///")
-    return [Path(f"{path}{suffix}") for suffix in ("", "-wal", "-shm")]
 
 
 def setup_django(database_url, redis_url):
@@ -679,8 +674,7 @@ def main(argv=None):
         flush=True,
     )
     if args.embedded:
-        for path in _sqlite_files(args.database_url):
-            path.unlink(missing_ok=True)
+        remove_sqlite(args.database_url)
     else:
         recreate_database(args.database_url)
     call_command("migrate", verbosity=0)
@@ -741,8 +735,7 @@ def main(argv=None):
     if not args.keep_db:
         with contextlib.suppress(Exception):
             if args.embedded:
-                for path in _sqlite_files(args.database_url):
-                    path.unlink(missing_ok=True)
+                remove_sqlite(args.database_url)
             else:
                 drop_database(args.database_url)
     return 0 if not any(problems.values()) else 1

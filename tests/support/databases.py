@@ -1,12 +1,22 @@
 """Databases of their own on a PostgreSQL server, for tests and bench runs.
 
 Each run works in a database it names, so runs beside each other on one shared server never
-see each other's rows; dropping one is refused for the server's own databases.
+see each other's rows; dropping one is refused for the server's own databases. A SQLite file
+of a run is removed with its write-ahead log and shared-memory files (``remove_sqlite``).
 """
 
+from pathlib import Path
 from urllib.parse import urlparse, urlunparse
 
 _RESERVED = ("", "postgres", "template0", "template1")
+
+
+def remove_sqlite(path):
+    """Delete the SQLite database at ``path`` (a path or a ``sqlite:///`` URL) and its ``-wal``
+    and ``-shm`` files, where they exist."""
+    path = str(path).removeprefix("sqlite:///")
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
 
 
 def with_database(url, name):
